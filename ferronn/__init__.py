@@ -1,0 +1,15 @@
+"""ferronn: machine-learned ferroelectrics in electric fields (MACE energies + equivariant Born charges).
+
+Pipeline: ``ferronn.data`` → ``ferronn.models`` → ``ferronn.train`` → checkpoints → calculator / MD.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load"]
+
+
+def load(path, device=None, dtype=None, kind=None):
+    """Rebuild a model from a ferronn checkpoint (loaded with weights_only=True; see models.checkpoint)."""
+    from .models.checkpoint import load as _load
+
+    return _load(path, device=device, dtype=dtype, kind=kind)

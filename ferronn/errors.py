@@ -1,0 +1,27 @@
+"""Exceptions with messages a scientist can act on: each names the file, frame and key, and what was expected."""
+
+
+class FerronnError(Exception):
+    """Base class: every error ferronn raises on purpose (the CLIs print it in one line and exit non-zero)."""
+
+
+class DataError(FerronnError, ValueError):
+    """A data file, frame or label that cannot be used as it is."""
+
+
+class ConfigError(FerronnError, ValueError):
+    """A recipe or command-line setting with an unknown key, a wrong type or an impossible value."""
+
+
+class CheckpointError(FerronnError, ValueError):
+    """A file that is not a loadable ferronn checkpoint (or is tampered with, or of another kind)."""
+
+
+def where(path, frame=None, key=None) -> str:
+    """Location prefix used by every data error: "file 'x.xyz', frame 3, key 'forces'"."""
+    parts = [f"file '{path}'"]
+    if frame is not None:
+        parts.append(f"frame {frame}")
+    if key is not None:
+        parts.append(f"key '{key}'")
+    return ", ".join(parts)

@@ -1,0 +1,64 @@
+"""Forces and stress from one energy function, by autograd: the one place where derivatives are taken.
+
+Forces F = -∂U/∂r (eV/Å). Stress by the symmetric strain trick: positions and cell are deformed by (1 + ε) with
+ε a zero symmetric displacement per structure, and σ = (1/Ω) ∂U/∂ε (eV/Å³, ASE's sign convention).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+
+from .. import keys as K
+
+SHIFTS = "shifts"  # Cartesian edge shifts (E, 3) in Å: derived here from unit_shifts and the (strained) cell
+
+
+def cell_volumes(cell: torch.Tensor) -> torch.Tensor:
+    """Volume Ω (Å³) of each cell (B, 3, 3)."""
+    return torch.linalg.det(cell).abs()
+
+
+def energy_forces_stress(
+    energy_fn: Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]],
+    batch: Dict[str, torch.Tensor],
+    compute_forces: bool = True,
+    compute_stress: bool = False,
+    training: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """Evaluate ``energy_fn`` (returns at least ``energy`` (B,)) and add ``forces`` and ``stress`` by autograd.
+
+    ``training`` keeps the graph of the derivatives so a loss on forces/stress can be backpropagated.
+    Structures without periodicity get NaN stress (mask them; their volume is undefined).
+    """
+    positions = batch[K.POSITIONS]
+    cell = batch[K.CELL]
+    sender = batch[K.EDGE_INDEX][0]
+    inputs = []
+    if compute_forces and not positions.requires_grad:
+        positions = positions.detach().requires_grad_(True)
+    if compute_forces:
+        inputs.append(positions)
+    if compute_stress:
+        displacement = torch.zeros_like(cell, requires_grad=True)
+        inputs.append(displacement)
+        strain = 0.5 * (displacement + displacement.transpose(-1, -2))
+        positions = positions + torch.einsum("ni,nij->nj", positions, strain[batch[K.BATCH]])
+        cell = cell + torch.bmm(cell, strain)
+    shifts = torch.einsum("ei,eij->ej", batch[K.UNIT_SHIFTS], cell[batch[K.BATCH][sender]])
+    out = dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, SHIFTS: shifts}))
+    if not inputs:
+        return out
+    grads = torch.autograd.grad(
+        [out[K.ENERGY].sum()], inputs, create_graph=training, retain_graph=training, allow_unused=True
+    )
+    grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+    if compute_forces:
+        out[K.FORCES] = -grads[0]
+    if compute_stress:
+        volume = cell_volumes(batch[K.CELL])
+        periodic = batch[K.PBC].all(dim=-1) if K.PBC in batch else torch.ones_like(volume, dtype=torch.bool)
+        stress = grads[-1] / volume[:, None, None]
+        out[K.STRESS] = torch.where(periodic[:, None, None], stress, torch.full_like(stress, float("nan")))
+    return out

@@ -1,0 +1,64 @@
+"""`python -m ferronn.train [--config recipe.yaml] [overrides]`: fit a model; see README for the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from ..errors import FerronnError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ferronn.train", description=__doc__)
+    parser.add_argument("--config", "-c", help="YAML recipe (default: the embedded BaTiO3 QE run)")
+    parser.add_argument("--data", help="training data file (overrides data.path)")
+    parser.add_argument("--out", help="output folder (default runs/<recipe name>)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--logger", choices=["csv", "wandb"])
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any recipe key, e.g. --set model.num_channels=16 --set train.lr=0.005")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    return parser.parse_args(argv)
+
+
+def overrides_from_args(args) -> dict:
+    from ..errors import ConfigError
+
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    named = {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
+             "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger}
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return overrides
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from .config import load_recipe, to_dict
+
+        config = load_recipe(args.config, overrides_from_args(args))
+        if args.print_config:
+            print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+            return 0
+        from .run import train
+
+        train(config, resume=args.resume)
+    except FerronnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The LightningModule that fits the energy model: weighted loss on per-atom energy, forces and stress."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from ase.data import chemical_symbols
+
+from .. import keys as K
+from ..data.graph import batch_to
+from .metrics import MetricAccumulator, weighted_loss
+
+
+class EnergyTask(L.LightningModule):
+    """Trains an ``EnergyModel``; validation metrics use the EMA weights (Lightning's EMAWeightAveraging)."""
+
+    def __init__(self, model, train_config, recipe: dict):
+        super().__init__()
+        self.model = model
+        self.cfg = train_config
+        loss = train_config.loss
+        self.weights = {K.ENERGY: loss.energy_weight, K.FORCES: loss.forces_weight, K.STRESS: loss.stress_weight}
+        self.compute_stress = loss.stress_weight > 0
+        # Plain dicts only: Lightning checkpoints must load with weights_only=True.
+        self.save_hyperparameters({"recipe": recipe, "model": model.hyperparameters()})
+        self._val_metrics = None
+
+    def forward(self, batch, training=False):
+        return self.model(batch, compute_forces=True, compute_stress=self.compute_stress, training=training)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch_to(batch, device)
+
+    def _step(self, batch, training):
+        pred = self(batch, training=training)
+        loss, terms = weighted_loss(pred, batch, self.weights, self.cfg.loss.kind, self.cfg.loss.huber_delta)
+        return pred, loss, terms
+
+    def training_step(self, batch, batch_idx):
+        _, loss, terms = self._step(batch, training=True)
+        n = batch[K.NUM_ATOMS].shape[0]
+        self.log("train_loss", loss, batch_size=n, prog_bar=True, on_step=False, on_epoch=True)
+        for label, term in terms.items():
+            self.log(f"train_{label}_loss", term, batch_size=n, on_step=False, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_start(self):
+        symbols = [chemical_symbols[z] for z in self.model.atomic_numbers]
+        self._val_metrics = MetricAccumulator(symbols)
+
+    def validation_step(self, batch, batch_idx):
+        with torch.enable_grad():  # forces and stress are derivatives even in validation
+            pred, loss, _ = self._step(batch, training=False)
+        self._val_metrics.update(pred, batch)
+        self.log("val_loss", loss.detach(), batch_size=batch[K.NUM_ATOMS].shape[0], prog_bar=True)
+
+    def on_validation_epoch_end(self):
+        for name, value in self._val_metrics.compute().items():
+            if "_" in name and name.split("_")[1] in ("mae", "rmse"):
+                self.log(f"val_{name}", value, prog_bar=name == "forces_rmse")
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        if cfg.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          amsgrad=cfg.amsgrad)
+        else:
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         amsgrad=cfg.amsgrad)
+        if cfg.scheduler == "none":
+            return optimizer
+        if cfg.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1),
+                                                                   eta_min=cfg.min_lr)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.patience,
+                                                               min_lr=cfg.min_lr)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch",
+                                 "frequency": cfg.check_val_every_n_epoch}}

@@ -1,0 +1,138 @@
+"""One training run, end to end: data → model → Lightning fit → export best EMA model → test metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+
+import torch
+import yaml
+
+from .. import keys as K
+from ..atomic import atomic_path, write_json
+from ..data.datamodule import FrameDataModule
+from ..errors import ConfigError
+from ..models import checkpoint
+from ..models.energy import EnergyModel
+from .config import RunConfig, to_dict
+from .metrics import evaluate, format_table
+from .module import EnergyTask
+from .plots import parity_plot
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PRECISION = {"float32": "32-true", "float64": "64-true"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device '{name}': CUDA is not available on this machine")
+    return device
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _logger(config: RunConfig, out: str):
+    if config.train.logger == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network unless the user configured wandb
+        return WandbLogger(name=config.name, save_dir=out, project="ferronn")
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=out, name="logs", version="")
+
+
+def export_best(best_ckpt: str, model: EnergyModel, path: str, metadata: dict) -> None:
+    """Copy the (EMA) weights of Lightning's best checkpoint into a ferronn checkpoint at ``path``."""
+    state = torch.load(best_ckpt, map_location="cpu", weights_only=True)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights, strict=True)
+    metadata = dict(metadata, epoch=int(state.get("epoch", -1)), global_step=int(state.get("global_step", -1)))
+    checkpoint.save(model, path, metadata)
+
+
+def test_report(model_path: str, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
+    """Evaluate the exported model on the test split: table on stdout and parity_test.png."""
+    model = checkpoint.load(model_path, device=device)
+    metrics, acc = evaluate(model, datamodule.test_dataloader(), device=device, keep_values=True)
+    print(format_table(metrics, f"{title}: test metrics ({len(datamodule.graphs['test'])} frames)"))
+    parity_plot(acc.parity_values(), metrics, os.path.join(out, "parity_test.png"), f"{title} (test)")
+    return metrics
+
+
+def train(config: RunConfig, resume: bool = False) -> dict:
+    """Fit the energy model described by ``config``; returns the test metrics. Everything goes to out_dir()."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+
+    out = config.out_dir()
+    cfg = config.train
+    dtype = DTYPES[cfg.dtype]
+    device = resolve_device(cfg.device)
+    last = os.path.join(out, "checkpoints", "last.ckpt")
+    if resume and not os.path.exists(last):
+        raise ConfigError(f"--resume: no resumable checkpoint at '{last}' (was the run started with this --out?)")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    weights = {K.ENERGY: cfg.loss.energy_weight, K.FORCES: cfg.loss.forces_weight, K.STRESS: cfg.loss.stress_weight}
+    needed = tuple(label for label, w in weights.items() if w > 0)
+    datamodule = FrameDataModule(config.data, config.model.r_max, cfg.seed, dtype, labels_needed=needed).prepare()
+    model = EnergyModel.from_stats(config.model, datamodule.stats, dtype)
+    recipe = to_dict(config)
+    task = EnergyTask(model, cfg, recipe)
+    os.makedirs(out, exist_ok=True)
+    with atomic_path(os.path.join(out, "recipe.yaml"), ".yaml") as tmp:
+        with open(tmp, "w") as handle:
+            yaml.safe_dump(recipe, handle, sort_keys=False)
+
+    callbacks = [ModelCheckpoint(dirpath=os.path.join(out, "checkpoints"), filename="best", monitor="val_loss",
+                                 mode="min", save_top_k=1, save_last=True, enable_version_counter=False)]
+    if cfg.ema_decay > 0:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        precision=PRECISION[cfg.dtype],
+        gradient_clip_val=cfg.clip_grad,
+        callbacks=callbacks,
+        logger=_logger(config, out),
+        inference_mode=False,  # validation takes derivatives (forces, stress)
+        num_sanity_val_steps=0,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.log_every_n_steps,
+        check_val_every_n_epoch=cfg.check_val_every_n_epoch,
+        default_root_dir=out,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+    fit_seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path or last
+    energy_path = os.path.join(out, "energy.ckpt")
+    metadata = {
+        "recipe_name": config.name,
+        "data_path": os.path.abspath(datamodule.path),
+        "data_sha256": _sha256(datamodule.path),
+        "split": datamodule.split,
+        "best_val_loss": float(trainer.checkpoint_callback.best_model_score or float("nan")),
+        "command": " ".join(sys.argv),
+    }
+    export_best(best, EnergyModel.from_stats(config.model, datamodule.stats, dtype), energy_path, metadata)
+    metrics = test_report(energy_path, datamodule, out, device, config.name)
+    write_json(os.path.join(out, "metrics.json"),
+               {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch,
+                "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
+    print(f"wrote {energy_path} and metrics.json, parity_test.png in {out} (fit {fit_seconds:.1f} s)")
+    return metrics
