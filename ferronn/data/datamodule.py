@@ -47,8 +47,8 @@ class SplitConfig:
     train_indices: Indices = None
     val_indices: Indices = None
     test_indices: Indices = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
     val_count: Optional[int] = None  # overrides val_fraction
     test_count: Optional[int] = None  # overrides test_fraction
 

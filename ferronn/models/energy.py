@@ -27,7 +27,7 @@ class EnergyModelConfig:
     max_L: int = 1  # highest l of the hidden equivariant features
     correlation: int = 3  # body order - 1 of each product basis
     num_interactions: int = 2
-    max_ell: int = 3  # highest l of the edge spherical harmonics
+    max_ell: int = 2  # highest l of the edge spherical harmonics
     num_radial_basis: int = 8
     num_cutoff_basis: int = 5
     MLP_irreps: str = "16x0e"
@@ -35,6 +35,7 @@ class EnergyModelConfig:
     gate: str = "silu"
     interaction: str = "RealAgnosticResidualInteractionBlock"
     interaction_first: str = "RealAgnosticInteractionBlock"
+    use_reduced_cg: bool = False  # mace_run_train's default; faster here on CPU (measured)
 
     def hidden_irreps(self) -> str:
         from e3nn import o3
@@ -86,6 +87,7 @@ class EnergyModel(torch.nn.Module):
             radial_MLP=list(config.radial_MLP),
             atomic_inter_scale=float(force_rms),
             atomic_inter_shift=float(energy_shift),
+            use_reduced_cg=config.use_reduced_cg,
         )
 
     @property
@@ -120,6 +122,8 @@ class EnergyModel(torch.nn.Module):
                 training: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         """Energy (eV, float64), forces (eV/Å) and optionally stress (eV/Å³, ASE convention)."""
         training = self.training if training is None else training
+        if batch[K.POSITIONS].dtype != self.dtype:  # e.g. a float64 batch given to a float32 model
+            batch = {**batch, **{k: batch[k].to(self.dtype) for k in (K.POSITIONS, K.CELL, K.UNIT_SHIFTS)}}
         return energy_forces_stress(self.energy, batch, compute_forces, compute_stress, training)
 
     def hyperparameters(self) -> dict:

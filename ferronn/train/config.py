@@ -30,7 +30,7 @@ class LossConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 150
+    epochs: int = 120
     lr: float = 0.01
     weight_decay: float = 5e-7
     optimizer: str = "adam"  # adam (amsgrad) | adamw
@@ -47,7 +47,7 @@ class TrainConfig:
     dtype: str = "float64"  # float64 | float32
     logger: str = "csv"  # csv | wandb (offline unless WANDB_MODE says otherwise)
     check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = 1
     progress_bar: bool = True
 
 

@@ -7,7 +7,6 @@ import torch
 from ase.data import chemical_symbols
 
 from .. import keys as K
-from ..data.graph import batch_to
 from .metrics import MetricAccumulator, weighted_loss
 
 
@@ -27,9 +26,6 @@ class EnergyTask(L.LightningModule):
 
     def forward(self, batch, training=False):
         return self.model(batch, compute_forces=True, compute_stress=self.compute_stress, training=training)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch_to(batch, device)
 
     def _step(self, batch, training):
         pred = self(batch, training=training)

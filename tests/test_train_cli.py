@@ -1,0 +1,113 @@
+"""`python -m ferronn.train` and `python -m ferronn.eval` end to end on the embedded QE set (tiny model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import ferronn
+from conftest import ROOT, TINY
+
+TINY_SET = [f"model.{k}={v}" for k, v in TINY.items() if k != "radial_MLP"] + ["model.radial_MLP=[16,16]"]
+
+
+def train_cmd(out, epochs, *extra):
+    cmd = [sys.executable, "-m", "ferronn.train", "--out", str(out), "--epochs", str(epochs), "--seed", "3",
+           "--set", "train.progress_bar=false", "--set", "data.batch_size=6"]
+    for item in TINY_SET:
+        cmd += ["--set", item]
+    return cmd + list(extra)
+
+
+def run(cmd, timeout=600):
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    proc = run(train_cmd(out, 6))
+    return out, proc
+
+
+def test_run_writes_everything(trained):
+    out, proc = trained
+    for name in ("energy.ckpt", "metrics.json", "parity_test.png", "recipe.yaml", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt", "logs/metrics.csv"):
+        assert (out / name).exists(), name
+    assert "test metrics" in proc.stdout and "forces Ti" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 6 and metrics["test"]["forces_rmse"] > 0
+    # Lightning's own checkpoints are plain data too.
+    torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    model = ferronn.load(out / "energy.ckpt")
+    assert model.checkpoint_metadata["split"]["test"] and model.checkpoint_metadata["data_sha256"]
+
+
+def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
+    out, _ = trained
+    split = ferronn.load(out / "energy.ckpt").checkpoint_metadata["split"]["test"]
+    from ase.io import read, write
+    from ferronn.data.datamodule import default_data_path
+
+    images = read(default_data_path(), ":")
+    write(tmp_path / "test.extxyz", [images[i] for i in split])
+    run([sys.executable, "-m", "ferronn.eval", "--checkpoint", str(out / "energy.ckpt"), "--data",
+         str(tmp_path / "test.extxyz"), "--json", str(tmp_path / "eval.json"), "--plot", str(tmp_path / "p.png")])
+    ours = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    recorded = json.loads((out / "metrics.json").read_text())["test"]
+    assert ours.keys() == recorded.keys()
+    for key in recorded:
+        assert ours[key] == pytest.approx(recorded[key], rel=1e-9, abs=1e-12), key
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_resume_after_kill_continues_the_run(tmp_path):
+    """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends."""
+    epochs = 14
+    reference = tmp_path / "reference"
+    run(train_cmd(reference, epochs))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(killed, epochs), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = killed / "logs" / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= 6 and (killed / "checkpoints" / "last.ckpt").exists():
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 < state["epoch"] < epochs - 1
+    assert not (killed / "energy.ckpt").exists()
+    run(train_cmd(killed, epochs, "--resume"))
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert b["epochs"] == a["epochs"] == epochs
+    for key in a["test"]:
+        assert b["test"][key] == pytest.approx(a["test"][key], rel=1e-9), key
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    out = subprocess.run(train_cmd(tmp_path / "fresh", 2, "--resume"), cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "--resume: no resumable checkpoint" in out.stderr
+
+
+def test_print_config_round_trips(tmp_path):
+    out = run([sys.executable, "-m", "ferronn.train", "--config", str(ROOT / "recipes" / "batio3.yaml"),
+               "--print-config", "--set", "train.lr=0.002"])
+    (tmp_path / "r.yaml").write_text(out.stdout)
+    from ferronn.train.config import load_recipe
+
+    cfg = load_recipe(str(tmp_path / "r.yaml"))
+    assert cfg.train.lr == 0.002 and cfg.data.keys.energy == "total_energy" and cfg.model.num_channels == 16
