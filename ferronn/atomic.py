@@ -16,6 +16,9 @@ def atomic_path(path, suffix: str = ""):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should look like any other file
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

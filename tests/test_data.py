@@ -131,3 +131,14 @@ def test_datamodule_recipe_split_on_allegro():
     dm = FrameDataModule(config, r_max=4.0).prepare()
     assert [len(dm.graphs[k]) for k in ("train", "val", "test")] == [42, 5, 12]
     assert {int(g[K.FRAME_INDEX]) for g in dm.graphs["test"]} == set(range(47, 59))
+
+
+def test_separate_test_file(tmp_path):
+    images = read(__import__("ferronn.data.datamodule").data.datamodule.default_data_path(), ":")
+    write(tmp_path / "train.extxyz", images[:20])
+    write(tmp_path / "test.extxyz", images[20:])
+    config = DataConfig(path=str(tmp_path / "train.extxyz"), test_path=str(tmp_path / "test.extxyz"),
+                        split=SplitConfig(val_count=3))
+    dm = FrameDataModule(config, r_max=4.0).prepare()
+    assert [len(dm.graphs[k]) for k in ("train", "val", "test")] == [17, 3, 9]
+    assert dm.split["test"] == []

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
 def test_run_writes_everything(trained):
     out, proc = trained
     for name in ("energy.ckpt", "metrics.json", "parity_test.png", "recipe.yaml", "checkpoints/last.ckpt",
-                 "checkpoints/best.ckpt", "logs/metrics.csv"):
+                 "checkpoints/best.ckpt", "logs/version_0/metrics.csv"):
         assert (out / name).exists(), name
     assert "test metrics" in proc.stdout and "forces Ti" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -78,7 +78,7 @@ def test_resume_after_kill_continues_the_run(tmp_path):
     run(train_cmd(reference, epochs))
     killed = tmp_path / "killed"
     proc = subprocess.Popen(train_cmd(killed, epochs), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = killed / "logs" / "metrics.csv"
+    log = killed / "logs" / "version_0" / "metrics.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and log.read_text().count("\n") >= 6 and (killed / "checkpoints" / "last.ckpt").exists():
@@ -96,6 +96,10 @@ def test_resume_after_kill_continues_the_run(tmp_path):
     assert b["epochs"] == a["epochs"] == epochs
     for key in a["test"]:
         assert b["test"][key] == pytest.approx(a["test"][key], rel=1e-9), key
+    # The log of the killed start is kept; the resumed start logs beside it.
+    assert log.exists() and (killed / "logs" / "version_1" / "metrics.csv").exists()
+    out = subprocess.run(train_cmd(killed, epochs), cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "already holds a run" in out.stderr
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
@@ -111,3 +115,12 @@ def test_print_config_round_trips(tmp_path):
 
     cfg = load_recipe(str(tmp_path / "r.yaml"))
     assert cfg.train.lr == 0.002 and cfg.data.keys.energy == "total_energy" and cfg.model.num_channels == 16
+
+
+def test_ema_warmup_follows_the_model_early_and_decays_late():
+    from ferronn.train.module import ema_with_warmup
+
+    update = ema_with_warmup(0.99)
+    avg, cur = torch.zeros(1), torch.ones(1)
+    assert float(update(avg, cur, torch.tensor(0))) == pytest.approx(0.9)  # d_0 = 1/10
+    assert float(update(avg, cur, torch.tensor(10 ** 6))) == pytest.approx(0.01)  # capped at the decay

@@ -21,16 +21,16 @@ from ..models.energy import EnergyModelConfig
 class LossConfig:
     """Weighted loss: w_E·L(ΔE/N) + w_F·L(ΔF) + w_σ·L(Δσ), L = MSE or Huber (per component)."""
 
-    energy_weight: float = 1.0  # on per-atom energy (eV/atom)
+    energy_weight: float = 100.0  # on per-atom energy (eV/atom)
     forces_weight: float = 100.0  # eV/Å
-    stress_weight: float = 1.0  # eV/Å³
+    stress_weight: float = 100.0  # eV/Å³
     kind: str = "mse"  # mse | huber
     huber_delta: float = 0.01
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 120
+    epochs: int = 150
     lr: float = 0.01
     weight_decay: float = 5e-7
     optimizer: str = "adam"  # adam (amsgrad) | adamw

@@ -5,13 +5,33 @@ from __future__ import annotations
 import lightning as L
 import torch
 from ase.data import chemical_symbols
+from lightning.pytorch.callbacks import WeightAveraging
 
 from .. import keys as K
 from .metrics import MetricAccumulator, weighted_loss
 
 
+def ema_with_warmup(decay: float):
+    """EMA update with the usual warm-up d_t = min(decay, (1+t)/(10+t)) (as torch_ema, used by mace, does):
+    a fixed decay would keep 0.99^t of the random initial weights, which dominates short runs."""
+
+    def update(averaged, current, num_averaged):
+        d = torch.clamp((1.0 + num_averaged) / (10.0 + num_averaged), max=decay).to(averaged.dtype)
+        return averaged * d + current * (1.0 - d)
+
+    return update
+
+
+class EMA(WeightAveraging):
+    """Lightning's WeightAveraging (swaps the averaged weights in for validation and checkpoints) with a
+    warmed-up exponential moving average, updated after every optimizer step."""
+
+    def __init__(self, decay: float):
+        super().__init__(avg_fn=ema_with_warmup(decay), use_buffers=False)
+
+
 class EnergyTask(L.LightningModule):
-    """Trains an ``EnergyModel``; validation metrics use the EMA weights (Lightning's EMAWeightAveraging)."""
+    """Trains an ``EnergyModel``; validation metrics use the EMA weights (``EMA`` callback)."""
 
     def __init__(self, model, train_config, recipe: dict):
         super().__init__()

@@ -18,7 +18,7 @@ from ..models import checkpoint
 from ..models.energy import EnergyModel
 from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
-from .module import EnergyTask
+from .module import EMA, EnergyTask
 from .plots import parity_plot
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -47,11 +47,18 @@ def _logger(config: RunConfig, out: str):
     if config.train.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.logger 'wandb': wandb is not installed (pip install 'ferronn[wandb]')") from None
+
         os.environ.setdefault("WANDB_MODE", "offline")  # no network unless the user configured wandb
         return WandbLogger(name=config.name, save_dir=out, project="ferronn")
     from lightning.pytorch.loggers import CSVLogger
 
-    return CSVLogger(save_dir=out, name="logs", version="")
+    # One version folder per start (version_0, then version_1 after --resume, ...): Lightning's CSV logger
+    # deletes an existing metrics.csv in its folder, and a resumed run must keep its history.
+    return CSVLogger(save_dir=out, name="logs")
 
 
 def export_best(best_ckpt: str, model: EnergyModel, path: str, metadata: dict) -> None:
@@ -75,7 +82,7 @@ def test_report(model_path: str, datamodule: FrameDataModule, out: str, device, 
 def train(config: RunConfig, resume: bool = False) -> dict:
     """Fit the energy model described by ``config``; returns the test metrics. Everything goes to out_dir()."""
     import lightning as L
-    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     out = config.out_dir()
     cfg = config.train
@@ -84,6 +91,9 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     last = os.path.join(out, "checkpoints", "last.ckpt")
     if resume and not os.path.exists(last):
         raise ConfigError(f"--resume: no resumable checkpoint at '{last}' (was the run started with this --out?)")
+    if not resume and os.path.exists(last):
+        raise ConfigError(f"output folder '{out}' already holds a run ({last}); continue it with --resume, "
+                          "or choose another --out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     weights = {K.ENERGY: cfg.loss.energy_weight, K.FORCES: cfg.loss.forces_weight, K.STRESS: cfg.loss.stress_weight}
     needed = tuple(label for label, w in weights.items() if w > 0)
@@ -99,7 +109,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     callbacks = [ModelCheckpoint(dirpath=os.path.join(out, "checkpoints"), filename="best", monitor="val_loss",
                                  mode="min", save_top_k=1, save_last=True, enable_version_counter=False)]
     if cfg.ema_decay > 0:
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+        callbacks.append(EMA(cfg.ema_decay))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -127,7 +137,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         "data_sha256": _sha256(datamodule.path),
         "split": datamodule.split,
         "best_val_loss": float(trainer.checkpoint_callback.best_model_score or float("nan")),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python -m ferronn.train"] + sys.argv[1:]),
     }
     export_best(best, EnergyModel.from_stats(config.model, datamodule.stats, dtype), energy_path, metadata)
     metrics = test_report(energy_path, datamodule, out, device, config.name)
