@@ -1,5 +1,7 @@
 """Exceptions with messages a scientist can act on: each names the file, frame and key, and what was expected."""
 
+import sys
+
 
 class FerronnError(Exception):
     """Base class: every error ferronn raises on purpose (the CLIs print it in one line and exit non-zero)."""
@@ -25,3 +27,13 @@ def where(path, frame=None, key=None) -> str:
     if key is not None:
         parts.append(f"key '{key}'")
     return ", ".join(parts)
+
+
+def cli_exit_code(action, *args) -> int:
+    """Run a CLI's ``action``: a FerronnError becomes one line on stderr and exit code 2 (nothing else caught)."""
+    try:
+        action(*args)
+    except FerronnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import FerronnError
+from .errors import cli_exit_code
 
 
 def parse_args(argv=None):
@@ -67,12 +67,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        run(parse_args(argv))
-    except FerronnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit_code(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ from .. import keys as K
 SHIFTS = "shifts"  # Cartesian edge shifts (E, 3) in Å: derived here from unit_shifts and the (strained) cell
 
 
+def cartesian_shifts(unit_shifts, cell, batch, edge_index) -> torch.Tensor:
+    """Cartesian lattice shift (E, 3) in Å of each edge: unit_shifts · cell of the edge's structure."""
+    return torch.einsum("ei,eij->ej", unit_shifts, cell[batch[edge_index[0]]])
+
+
 def cell_volumes(cell: torch.Tensor) -> torch.Tensor:
     """Volume Ω (Å³) of each cell (B, 3, 3)."""
     return torch.linalg.det(cell).abs()
@@ -34,7 +39,6 @@ def energy_forces_stress(
     """
     positions = batch[K.POSITIONS]
     cell = batch[K.CELL]
-    sender = batch[K.EDGE_INDEX][0]
     inputs = []
     if compute_forces and not positions.requires_grad:
         positions = positions.detach().requires_grad_(True)
@@ -46,7 +50,7 @@ def energy_forces_stress(
         strain = 0.5 * (displacement + displacement.transpose(-1, -2))
         positions = positions + torch.einsum("ni,nij->nj", positions, strain[batch[K.BATCH]])
         cell = cell + torch.bmm(cell, strain)
-    shifts = torch.einsum("ei,eij->ej", batch[K.UNIT_SHIFTS], cell[batch[K.BATCH][sender]])
+    shifts = cartesian_shifts(batch[K.UNIT_SHIFTS], cell, batch[K.BATCH], batch[K.EDGE_INDEX])
     out = dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, SHIFTS: shifts}))
     if not inputs:
         return out

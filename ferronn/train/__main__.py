@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from ..errors import FerronnError
+from ..errors import cli_exit_code
 
 
 def parse_args(argv=None):
@@ -42,22 +42,20 @@ def overrides_from_args(args) -> dict:
     return overrides
 
 
+def run(args) -> None:
+    from .config import load_recipe, to_dict
+
+    config = load_recipe(args.config, overrides_from_args(args))
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return
+    from .run import train
+
+    train(config, resume=args.resume)
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        from .config import load_recipe, to_dict
-
-        config = load_recipe(args.config, overrides_from_args(args))
-        if args.print_config:
-            print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
-            return 0
-        from .run import train
-
-        train(config, resume=args.resume)
-    except FerronnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit_code(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -71,9 +71,8 @@ class EnergyTask(L.LightningModule):
         self.log("val_loss", loss.detach(), batch_size=batch[K.NUM_ATOMS].shape[0], prog_bar=True)
 
     def on_validation_epoch_end(self):
-        for name, value in self._val_metrics.compute().items():
-            if "_" in name and name.split("_")[1] in ("mae", "rmse"):
-                self.log(f"val_{name}", value, prog_bar=name == "forces_rmse")
+        for name, value in self._val_metrics.compute().items():  # per label, and forces per element
+            self.log(f"val_{name}", value, prog_bar=name == "forces_rmse")
 
     def configure_optimizers(self):
         cfg = self.cfg
