@@ -87,6 +87,7 @@ def run_mace(cfg, epochs, files, workdir, seed):
 def run_ferronn(recipe, epochs, workdir, seed):
     out_dir = os.path.join(workdir, "ferronn")
     cmd = [sys.executable, "-m", "ferronn.train", "--config", recipe, "--out", out_dir, "--epochs", str(epochs),
+           "--set", "task=energy",  # mace_run_train fits the energy model only
            "--seed", str(seed), "--set", "train.progress_bar=false"]
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

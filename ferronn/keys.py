@@ -22,6 +22,7 @@ never enters that label's loss or metric (labels there hold NaN, never zeros):
     forces         (N, 3)     eV/Å
     stress         (B, 3, 3)  eV/Å³, ASE sign convention σ = (1/Ω) ∂U/∂ε
     born_charges   (N, 3, 3)  e, Z[a][b] = ∂F_b/∂E_a
+    born_charges_raw (N, 3, 3) e, reference-only: DFT charges before the sum rule was imposed (not trained on)
     <label>_mask   (B,)       bool
 
 Model outputs reuse the label keys (energy, forces, stress, born_charges) plus:
@@ -44,6 +45,7 @@ ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
 BORN_CHARGES = "born_charges"
+BORN_CHARGES_RAW = "born_charges_raw"
 NODE_ENERGY = "node_energy"
 
 #: Labels a dataset may carry, in the order metrics are reported.

@@ -12,6 +12,7 @@ import ferronn
 from ferronn.data.datamodule import default_data_path
 from ferronn.data.frames import KeyMap, read_frames
 from ferronn.data.graph import SpeciesTable, collate, frame_to_graph
+from ferronn.data.stats import reference_asr_residual
 from ferronn.train.metrics import evaluate
 from conftest import ROOT
 
@@ -19,16 +20,20 @@ PRETRAINED = ROOT / "checkpoints" / "batio3-qe-small"
 
 
 def test_pretrained_reproduces_recorded_metrics():
-    model = ferronn.load(PRETRAINED / "energy.ckpt", device="cpu")
-    meta = model.checkpoint_metadata
+    models = {kind: ferronn.load(PRETRAINED / f"{kind}.ckpt", device="cpu", kind=kind) for kind in ("energy", "born")}
+    meta = models["energy"].checkpoint_metadata
+    assert models["born"].checkpoint_metadata["split"] == meta["split"]
     recorded = json.loads((PRETRAINED / "metrics.json").read_text())["test"]
     frames = read_frames(default_data_path(), KeyMap())
-    species = SpeciesTable(model.atomic_numbers)
-    graphs = [frame_to_graph(frames[i], species, model.r_max) for i in meta["split"]["test"]]
-    loader = torch.utils.data.DataLoader(graphs, batch_size=8, collate_fn=functools.partial(collate, dtype=model.dtype))
-    metrics, _ = evaluate(model, loader)
+    species = SpeciesTable(models["energy"].atomic_numbers)
+    r_max = max(m.r_max for m in models.values())
+    test_frames = [frames[i] for i in meta["split"]["test"]]
+    graphs = [frame_to_graph(f, species, r_max) for f in test_frames]
+    loader = torch.utils.data.DataLoader(graphs, batch_size=8, collate_fn=functools.partial(collate, dtype=torch.float64))
+    metrics, _ = evaluate(models, loader)
+    metrics.update(reference_asr_residual(test_frames))
     assert metrics.keys() == recorded.keys()
     for key, value in recorded.items():
         assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
     # A useful model, not just a loadable one: errors well below the spread of the data.
-    assert recorded["forces_rmse"] < 100.0 and recorded["energy_mae"] < 5.0
+    assert recorded["forces_rmse"] < 100.0 and recorded["energy_mae"] < 5.0 and recorded["born_mae"] < 0.1

@@ -16,6 +16,9 @@ import ferronn
 from conftest import ROOT, TINY
 
 TINY_SET = [f"model.{k}={v}" for k, v in TINY.items() if k != "radial_MLP"] + ["model.radial_MLP=[16,16]"]
+TINY_SET += [f"born_model.{k}={v}" for k, v in TINY.items() if k not in ("radial_MLP", "max_L", "correlation")]
+TINY_SET += ["born_model.radial_MLP=[16,16]", "born_model.max_L=2", "born_model.correlation=1",
+             "born_model.num_vector_pairs=2"]
 
 
 def train_cmd(out, epochs, *extra):
@@ -41,12 +44,17 @@ def trained(tmp_path_factory):
 
 def test_run_writes_everything(trained):
     out, proc = trained
-    for name in ("energy.ckpt", "metrics.json", "parity_test.png", "recipe.yaml", "checkpoints/last.ckpt",
+    for name in ("energy.ckpt", "born.ckpt", "metrics.json", "parity_test.png", "parity_born.png", "recipe.yaml",
+                 "checkpoints/last.ckpt",
                  "checkpoints/best.ckpt", "logs/version_0/metrics.csv"):
         assert (out / name).exists(), name
-    assert "test metrics" in proc.stdout and "forces Ti" in proc.stdout
+    assert "test metrics" in proc.stdout and "forces Ti" in proc.stdout and "born offdiag" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 6 and metrics["test"]["forces_rmse"] > 0
+    assert metrics["epochs"] == 6 and metrics["test"]["forces_rmse"] > 0 and metrics["test"]["born_Ti_mae"] > 0
+    # The embedded QE set keeps its raw DFPT charges: their sum-rule violation (0.01-0.19 e) is reported.
+    assert 0.005 < metrics["test"]["born_asr_reference_raw_max"] < 0.3
+    assert metrics["test"]["born_asr_reference_max"] < 1e-4
+    assert ferronn.load(out / "born.ckpt").kind == "born"
     # Lightning's own checkpoints are plain data too.
     torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     model = ferronn.load(out / "energy.ckpt")
@@ -61,14 +69,14 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
 
     images = read(default_data_path(), ":")
     write(tmp_path / "test.extxyz", [images[i] for i in split])
-    run([sys.executable, "-m", "ferronn.eval", "--checkpoint", str(out / "energy.ckpt"), "--data",
+    run([sys.executable, "-m", "ferronn.eval", "--checkpoint", str(out / "energy.ckpt"), str(out / "born.ckpt"), "--data",
          str(tmp_path / "test.extxyz"), "--json", str(tmp_path / "eval.json"), "--plot", str(tmp_path / "p.png")])
     ours = json.loads((tmp_path / "eval.json").read_text())["metrics"]
     recorded = json.loads((out / "metrics.json").read_text())["test"]
     assert ours.keys() == recorded.keys()
     for key in recorded:
         assert ours[key] == pytest.approx(recorded[key], rel=1e-9, abs=1e-12), key
-    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "p_born.png").stat().st_size > 1000
 
 
 def test_resume_after_kill_continues_the_run(tmp_path):

@@ -174,6 +174,7 @@ class FrameDataModule(L.LightningDataModule):
         self.graphs = {name: [to_graph(frames[i]) for i in idx] for name, idx in self.split.items()}
         if test_frames:
             self.graphs["test"] = self.graphs["test"] + [to_graph(f) for f in test_frames]
+        self.test_frames = [frames[i] for i in test] + test_frames  # numpy frames, for reference-data reports
         self.stats = compute_stats([frames[i] for i in train], self.graphs["train"], numbers)
         return self
 

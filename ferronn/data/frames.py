@@ -30,6 +30,7 @@ class KeyMap:
     forces: Optional[str] = "forces"
     stress: Optional[str] = "stress"
     born_charges: Optional[str] = "born_charge"
+    born_charges_raw: Optional[str] = "born_charge_raw"  # reference only: DFT charges before the sum rule
     required: list = dataclasses.field(default_factory=list)
 
     def items(self):
@@ -133,6 +134,10 @@ def frame_from_atoms(atoms, keymap: KeyMap, path="<memory>", index=0) -> dict:
         if not np.all(np.isfinite(arr)):
             raise DataError(f"{loc}: label '{label}' contains NaN or inf; expected finite values")
         frame[label] = arr
+    if keymap.born_charges_raw:  # not a training label: only for reporting how far the DFT was from ASR
+        value = _lookup(atoms, keymap.born_charges_raw)
+        if value is not None:
+            frame[K.BORN_CHARGES_RAW] = _as_born(value, n, where(path, index, keymap.born_charges_raw))
     return frame
 
 

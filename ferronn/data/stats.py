@@ -24,6 +24,8 @@ class DatasetStats:
     force_rms: float  # eV/Å: RMS force component, the model's output scale
     avg_num_neighbors: float
     num_frames: int
+    born_offsets: list = dataclasses.field(default_factory=list)  # e: isotropic z_el = <tr Z*>/3 per species
+    born_scale: float = 1.0  # e: RMS of Z* - z_el·I
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -61,7 +63,10 @@ def compute_stats(frames, graphs, atomic_numbers=None) -> DatasetStats:
     force_rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else 1.0
     n_atoms = sum(g[K.POSITIONS].shape[0] for g in graphs)
     n_edges = sum(g[K.EDGE_INDEX].shape[1] for g in graphs)
+    born_offsets, born_scale = born_statistics(frames, atomic_numbers)
     return DatasetStats(
+        born_offsets=born_offsets,
+        born_scale=born_scale,
         atomic_numbers=[int(z) for z in atomic_numbers],
         reference_energies=[float(e) for e in e0],
         energy_shift=float(np.mean(residual_per_atom)) if residual_per_atom else 0.0,
@@ -69,3 +74,37 @@ def compute_stats(frames, graphs, atomic_numbers=None) -> DatasetStats:
         avg_num_neighbors=n_edges / max(n_atoms, 1),
         num_frames=len(frames),
     )
+
+
+def born_statistics(frames, atomic_numbers):
+    """Isotropic offsets z_el = ⟨tr Z*⟩/3 per species (e) and the RMS of Z* − z_el·I over frames with Z*.
+
+    Isotropic on purpose: an anisotropic mean tensor per element would break rotation equivariance.
+    """
+    numbers = np.asarray(atomic_numbers)
+    sums, counts = np.zeros(len(numbers)), np.zeros(len(numbers))
+    residuals = []
+    for frame in frames:
+        if K.BORN_CHARGES in frame:
+            idx = np.searchsorted(numbers, frame[K.ATOMIC_NUMBERS])
+            np.add.at(sums, idx, np.trace(frame[K.BORN_CHARGES], axis1=1, axis2=2) / 3.0)
+            np.add.at(counts, idx, 1.0)
+    offsets = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    for frame in frames:
+        if K.BORN_CHARGES in frame:
+            iso = offsets[np.searchsorted(numbers, frame[K.ATOMIC_NUMBERS])][:, None, None] * np.eye(3)
+            residuals.append((frame[K.BORN_CHARGES] - iso).ravel())
+    scale = float(np.sqrt(np.mean(np.concatenate(residuals) ** 2))) if residuals else 1.0
+    return [float(z) for z in offsets], scale if scale > 0 else 1.0
+
+
+def reference_asr_residual(frames) -> dict:
+    """How far the reference Z* are from the acoustic sum rule: max and mean over frames of max|Σ_κ Z*_κ| (e),
+    for the training labels and, where the data has them, the raw DFT charges before any correction."""
+    out = {}
+    for key, name in ((K.BORN_CHARGES, "born_asr_reference"), (K.BORN_CHARGES_RAW, "born_asr_reference_raw")):
+        residual = [float(np.abs(f[key].sum(axis=0)).max()) for f in frames if key in f]
+        if residual:
+            out[f"{name}_max"] = max(residual)
+            out[f"{name}_mean"] = float(np.mean(residual))
+    return out

@@ -28,9 +28,10 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def model_classes() -> dict:
     """Model kinds a checkpoint may hold, by their ``kind`` string."""
+    from .born import BornModel
     from .energy import EnergyModel
 
-    return {EnergyModel.kind: EnergyModel}
+    return {EnergyModel.kind: EnergyModel, BornModel.kind: BornModel}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -44,7 +45,7 @@ def atomic_torch_save(obj, path) -> None:
 
 
 def save(model, path, metadata: Optional[dict] = None) -> None:
-    """Write ``model`` (an EnergyModel, later also Born models) as a ferronn checkpoint at ``path``."""
+    """Write ``model`` (an EnergyModel or a BornModel) as a ferronn checkpoint at ``path``."""
     hp = model.hyperparameters()
     payload = {
         "format": FORMAT,
@@ -99,7 +100,7 @@ def read(path) -> dict:
 def load(path, device=None, dtype=None, kind: Optional[str] = None):
     """Rebuild the model stored at ``path`` (eval mode) on ``device`` in ``dtype`` (default: as saved).
 
-    ``kind`` ('energy', ...) makes a checkpoint of another kind an error instead of a surprise.
+    ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error instead of a surprise.
     """
     payload = read(path)
     classes = model_classes()

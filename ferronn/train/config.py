@@ -15,15 +15,17 @@ import yaml
 
 from ..data.datamodule import DataConfig, SplitConfig  # noqa: F401  (recipe sections)
 from ..errors import ConfigError
+from ..models.born import BornModelConfig
 from ..models.energy import EnergyModelConfig
 
 @dataclasses.dataclass
 class LossConfig:
-    """Weighted loss: w_E·L(ΔE/N) + w_F·L(ΔF) + w_σ·L(Δσ), L = MSE or Huber (per component)."""
+    """Weighted loss: w_E·L(ΔE/N) + w_F·L(ΔF) + w_σ·L(Δσ) + w_Z·L(ΔZ*), L = MSE or Huber (per component)."""
 
     energy_weight: float = 100.0  # on per-atom energy (eV/atom)
     forces_weight: float = 100.0  # eV/Å
     stress_weight: float = 100.0  # eV/Å³
+    born_weight: float = 100.0  # e (Z* components)
     kind: str = "mse"  # mse | huber
     huber_delta: float = 0.01
 
@@ -54,10 +56,11 @@ class TrainConfig:
 @dataclasses.dataclass
 class RunConfig:
     name: str = "batio3-qe-default"
-    task: str = "energy"  # energy (the Born-charge model comes with `born` / `both`)
+    task: str = "both"  # energy | born | both: which models to fit (each gets its own checkpoint)
     out: Optional[str] = None  # default runs/<name>
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: EnergyModelConfig = dataclasses.field(default_factory=EnergyModelConfig)
+    born_model: BornModelConfig = dataclasses.field(default_factory=BornModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def out_dir(self) -> str:
@@ -65,7 +68,7 @@ class RunConfig:
 
 
 CHOICES = {
-    "task": ("energy",),
+    "task": ("energy", "born", "both"),
     "train.optimizer": ("adam", "adamw"),
     "train.scheduler": ("plateau", "cosine", "none"),
     "train.dtype": ("float32", "float64"),

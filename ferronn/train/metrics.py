@@ -1,7 +1,7 @@
 """Losses and metrics over masked labels: one definition used by training, validation, test and eval.
 
 Errors are accumulated on the device (no host sync per batch). Units in reports: energy meV/atom, forces meV/Å,
-stress meV/Å³. A structure whose label is masked contributes nothing (and its NaN placeholder never reaches
+stress meV/Å³, Born charges e (overall, per element, diagonal and off-diagonal components). A structure whose label is masked contributes nothing (and its NaN placeholder never reaches
 an arithmetic operation that feeds a gradient).
 """
 
@@ -14,12 +14,14 @@ import torch
 from .. import keys as K
 from ..units import MEV_PER_EV
 
-#: Report name and unit of each label's error.
+#: Report name, unit and factor from the label's own unit (eV-based or e) of each label's error.
 REPORT = {
-    K.ENERGY: ("energy", "meV/atom"),
-    K.FORCES: ("forces", "meV/A"),
-    K.STRESS: ("stress", "meV/A^3"),
+    K.ENERGY: ("energy", "meV/atom", MEV_PER_EV),
+    K.FORCES: ("forces", "meV/A", MEV_PER_EV),
+    K.STRESS: ("stress", "meV/A^3", MEV_PER_EV),
+    K.BORN_CHARGES: ("born", "e", 1.0),
 }
+_DIAGONAL = torch.tensor([True, False, False, False, True, False, False, False, True])
 
 
 def label_errors(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], label: str):
@@ -61,7 +63,8 @@ def weighted_loss(pred, batch, weights: Dict[str, float], kind: str = "mse", hub
 
 
 class MetricAccumulator:
-    """Running MAE/RMSE per label (and forces per element) over batches; optionally keeps values for plots."""
+    """Running MAE/RMSE per label (per-atom labels also per element; Z* also diagonal/off-diagonal) over
+    batches; optionally keeps (reference, predicted, species) values for parity plots."""
 
     def __init__(self, symbols: List[str], keep_values: bool = False):
         self.symbols = list(symbols)
@@ -82,69 +85,84 @@ class MetricAccumulator:
                 continue
             err, mask = label_errors(pred, batch, label)
             err, mask = err.detach(), mask.detach()
-            self._add(label, err, mask)
-            if label == K.FORCES:
+            name = REPORT[label][0]
+            self._add(name, err, mask)
+            if label in K.PER_ATOM_LABELS:
                 species = batch[K.SPECIES]
                 for s, symbol in enumerate(self.symbols):
                     sel = species == s
-                    self._add(f"{label}_{symbol}", err * sel.unsqueeze(-1), mask & sel)
+                    self._add(f"{name}_{symbol}", err * sel.unsqueeze(-1), mask & sel)
+            if label == K.BORN_CHARGES:
+                diagonal = _DIAGONAL.to(err.device)
+                self._add(f"{name}_diag", err[:, diagonal], mask)
+                self._add(f"{name}_offdiag", err[:, ~diagonal], mask)
             if self.keep_values:
                 m = mask.cpu()
                 ref = batch[label] / batch[K.NUM_ATOMS] if label == K.ENERGY else batch[label]
                 out = pred[label] / batch[K.NUM_ATOMS] if label == K.ENERGY else pred[label]
                 n = ref.shape[0]
+                group = batch[K.SPECIES] if label in K.PER_ATOM_LABELS else torch.full((n,), -1)
+                group = group.reshape(n, 1).expand(n, err.shape[-1])
                 self.values.setdefault(label, []).append(
-                    (ref.detach().reshape(n, -1).cpu()[m], out.detach().reshape(n, -1).cpu()[m]))
+                    tuple(x.detach().reshape(n, -1).cpu()[m] for x in (ref, out, group)))
 
     def compute(self) -> Dict[str, float]:
-        """{'energy_mae': meV/atom, 'forces_rmse': meV/Å, 'forces_rmse_Ba': ..., 'stress_mae': meV/Å³, ...}."""
+        """{'energy_mae': meV/atom, 'forces_Ba_rmse': meV/Å, 'stress_mae': meV/Å³, 'born_offdiag_mae': e, ...}."""
+        scale = {name: factor for name, _, factor in REPORT.values()}
         out = {}
         for name, sums in self.sums.items():
             abs_sum, sq_sum, count = sums.tolist()
             if count == 0:
                 continue
-            out[f"{name}_mae"] = abs_sum / count * MEV_PER_EV
-            out[f"{name}_rmse"] = (sq_sum / count) ** 0.5 * MEV_PER_EV
+            factor = scale[name.split("_")[0]]
+            out[f"{name}_mae"] = abs_sum / count * factor
+            out[f"{name}_rmse"] = (sq_sum / count) ** 0.5 * factor
         return out
 
     def parity_values(self) -> Dict[str, tuple]:
-        """{label: (reference, predicted)} flat float64 numpy arrays in eV units (energy per atom)."""
+        """{label: (reference, predicted, species)} flat numpy arrays in the label's unit (energy per atom);
+        species is -1 for per-structure labels."""
         import numpy as np
 
         return {
-            label: (np.concatenate([r.numpy().ravel() for r, _ in pairs]),
-                    np.concatenate([p.numpy().ravel() for _, p in pairs]))
-            for label, pairs in self.values.items()
+            label: tuple(np.concatenate([t[i].numpy().ravel() for t in triples]) for i in range(3))
+            for label, triples in self.values.items()
         }
 
 
 def format_table(metrics: Dict[str, float], title: str = "test metrics") -> str:
-    """Plain-text table: one row per label (and per element for forces), MAE and RMSE columns."""
-    rows = []
-    for key in sorted({k.rsplit("_", 1)[0] for k in metrics if k.endswith("_mae")},
-                      key=lambda k: (list(REPORT).index(k.split("_")[0]) if k.split("_")[0] in REPORT else 9, k)):
-        label = key.split("_")[0]
-        unit = REPORT.get(label, ("", ""))[1]
-        rows.append((key.replace("_", " "), unit, metrics[f"{key}_mae"], metrics[f"{key}_rmse"]))
+    """Plain-text table: one row per label (per element, Z* diagonal/off-diagonal), MAE and RMSE; then the
+    reference data's own acoustic-sum-rule residual where known."""
+    units = {name: unit for name, unit, _ in REPORT.values()}
+    order = [name for name, _, _ in REPORT.values()]
+    keys = sorted({k[: -len("_mae")] for k in metrics if k.endswith("_mae")},
+                  key=lambda k: (order.index(k.split("_")[0]) if k.split("_")[0] in order else 9, k.count("_"), k))
+    rows = [(k.replace("_", " "), units.get(k.split("_")[0], ""), metrics[f"{k}_mae"], metrics[f"{k}_rmse"])
+            for k in keys]
     width = max([len(r[0]) for r in rows] + [8])
     lines = [title, f"{'quantity':<{width}}  {'unit':<9} {'MAE':>10} {'RMSE':>10}"]
-    lines += [f"{name:<{width}}  {unit:<9} {mae:>10.3f} {rmse:>10.3f}" for name, unit, mae, rmse in rows]
+    lines += [f"{name:<{width}}  {unit:<9} {mae:>10.4g} {rmse:>10.4g}" for name, unit, mae, rmse in rows]
+    for key in sorted(k for k in metrics if "asr_reference" in k):
+        lines.append(f"{key.replace('_', ' ')}: {metrics[key]:.3g} e (max |sum of Z*| per frame, DFT data)")
     return "\n".join(lines)
 
 
-def evaluate(model, loader, device=None, compute_stress: Optional[bool] = None, keep_values=False):
-    """Run ``model`` over ``loader``; returns (metrics dict, accumulator). Forces/stress need autograd."""
+def evaluate(models, loader, device=None, compute_stress: Optional[bool] = None, keep_values=False):
+    """Run energy and/or Born models (a model or {kind: model}) over ``loader``; returns (metrics, accumulator)."""
     from ase.data import chemical_symbols
 
     from ..data.graph import batch_to
+    from ..models import predict
 
-    device = device or next(model.parameters()).device
-    acc = MetricAccumulator([chemical_symbols[z] for z in model.atomic_numbers], keep_values=keep_values)
-    model.eval()
-    with torch.enable_grad():
+    models = models if isinstance(models, dict) else {models.kind: models}
+    first = next(iter(models.values()))
+    device = device or next(first.parameters()).device
+    acc = MetricAccumulator([chemical_symbols[z] for z in first.atomic_numbers], keep_values=keep_values)
+    for model in models.values():
+        model.eval()
+    with torch.enable_grad():  # forces and stress are derivatives
         for batch in loader:
             batch = batch_to(batch, device)
             stress = K.mask_key(K.STRESS) in batch if compute_stress is None else compute_stress
-            pred = model(batch, compute_forces=True, compute_stress=stress, training=False)
-            acc.update(pred, batch)
+            acc.update(predict(models, batch, compute_stress=stress, training=False), batch)
     return acc.compute(), acc

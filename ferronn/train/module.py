@@ -1,4 +1,5 @@
-"""The LightningModule that fits the energy model: weighted loss on per-atom energy, forces and stress."""
+"""The LightningModule that fits the energy and/or Born-charge model: weighted loss on per-atom energy, forces,
+stress and Z* components."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ase.data import chemical_symbols
 from lightning.pytorch.callbacks import WeightAveraging
 
 from .. import keys as K
+from ..models import predict
 from .metrics import MetricAccumulator, weighted_loss
 
 
@@ -30,22 +32,37 @@ class EMA(WeightAveraging):
         super().__init__(avg_fn=ema_with_warmup(decay), use_buffers=False)
 
 
-class EnergyTask(L.LightningModule):
-    """Trains an ``EnergyModel``; validation metrics use the EMA weights (``EMA`` callback)."""
+class FitTask(L.LightningModule):
+    """Trains the energy model, the Born-charge model, or both at once: independent weights, one summed loss,
+    one Adam (its steps are per parameter), gradients clipped per model; the plateau schedule follows the summed
+    validation loss. Validation uses the EMA weights."""
 
-    def __init__(self, model, train_config, recipe: dict):
+    def __init__(self, energy_model, born_model, train_config, recipe: dict):
         super().__init__()
-        self.model = model
+        self.energy_model = energy_model
+        self.born_model = born_model
         self.cfg = train_config
         loss = train_config.loss
         self.weights = {K.ENERGY: loss.energy_weight, K.FORCES: loss.forces_weight, K.STRESS: loss.stress_weight}
-        self.compute_stress = loss.stress_weight > 0
+        if energy_model is None:
+            self.weights = {}
+        if born_model is not None:
+            self.weights[K.BORN_CHARGES] = loss.born_weight
+        self.compute_stress = energy_model is not None and loss.stress_weight > 0
         # Plain dicts only: Lightning checkpoints must load with weights_only=True.
-        self.save_hyperparameters({"recipe": recipe, "model": model.hyperparameters()})
+        self.save_hyperparameters({"recipe": recipe})
         self._val_metrics = None
 
+    @property
+    def models(self) -> dict:
+        return {"energy": self.energy_model, "born": self.born_model}
+
+    @property
+    def atomic_numbers(self):
+        return (self.energy_model or self.born_model).atomic_numbers
+
     def forward(self, batch, training=False):
-        return self.model(batch, compute_forces=True, compute_stress=self.compute_stress, training=training)
+        return predict(self.models, batch, compute_stress=self.compute_stress, training=training)
 
     def _step(self, batch, training):
         pred = self(batch, training=training)
@@ -61,8 +78,7 @@ class EnergyTask(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self):
-        symbols = [chemical_symbols[z] for z in self.model.atomic_numbers]
-        self._val_metrics = MetricAccumulator(symbols)
+        self._val_metrics = MetricAccumulator([chemical_symbols[z] for z in self.atomic_numbers])
 
     def validation_step(self, batch, batch_idx):
         with torch.enable_grad():  # forces and stress are derivatives even in validation
@@ -71,17 +87,23 @@ class EnergyTask(L.LightningModule):
         self.log("val_loss", loss.detach(), batch_size=batch[K.NUM_ATOMS].shape[0], prog_bar=True)
 
     def on_validation_epoch_end(self):
-        for name, value in self._val_metrics.compute().items():  # per label, and forces per element
-            self.log(f"val_{name}", value, prog_bar=name == "forces_rmse")
+        for name, value in self._val_metrics.compute().items():  # per label, per element, Z* diag/offdiag
+            self.log(f"val_{name}", value, prog_bar=name in ("forces_rmse", "born_mae"))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip each model's gradient norm on its own, so a large energy-model gradient early in training does
+        not shrink the Born model's steps (and vice versa)."""
+        if not gradient_clip_val:
+            return
+        for model in self.models.values():
+            if model is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), gradient_clip_val)
 
     def configure_optimizers(self):
         cfg = self.cfg
-        if cfg.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                          amsgrad=cfg.amsgrad)
-        else:
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                         amsgrad=cfg.amsgrad)
+        params = [p for m in self.models.values() if m is not None for p in m.parameters()]
+        optimizer_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
         if cfg.scheduler == "none":
             return optimizer
         if cfg.scheduler == "cosine":

@@ -1,4 +1,4 @@
-"""One training run, end to end: data → model → Lightning fit → export best EMA model → test metrics."""
+"""One training run, end to end: data → models → Lightning fit → export best EMA models → test metrics."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import time
 
 import torch
 import yaml
+from ase.data import chemical_symbols
 
 from .. import keys as K
 from ..atomic import atomic_path, write_json
 from ..data.datamodule import FrameDataModule
+from ..data.stats import reference_asr_residual
 from ..errors import ConfigError
 from ..models import checkpoint
+from ..models.born import BornModel
 from ..models.energy import EnergyModel
 from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
-from .module import EMA, EnergyTask
-from .plots import parity_plot
+from .module import EMA, FitTask
+from .plots import born_parity_plot, parity_plot
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISION = {"float32": "32-true", "float64": "64-true"}
@@ -61,26 +64,50 @@ def _logger(config: RunConfig, out: str):
     return CSVLogger(save_dir=out, name="logs")
 
 
-def export_best(best_ckpt: str, model: EnergyModel, path: str, metadata: dict) -> None:
-    """Copy the (EMA) weights of Lightning's best checkpoint into a ferronn checkpoint at ``path``."""
+def build_models(config: RunConfig, stats, dtype) -> dict:
+    """The models the recipe's task asks for, set up from the training-set statistics."""
+    models = {"energy": None, "born": None}
+    if config.task in ("energy", "both"):
+        models["energy"] = EnergyModel.from_stats(config.model, stats, dtype)
+    if config.task in ("born", "both"):
+        models["born"] = BornModel.from_stats(config.born_model, stats, dtype)
+    return models
+
+
+def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
+    """Copy the (EMA) weights of Lightning's best checkpoint into one ferronn checkpoint per model:
+    ``energy.ckpt`` and/or ``born.ckpt`` in ``out``. Returns {kind: path}."""
     state = torch.load(best_ckpt, map_location="cpu", weights_only=True)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(weights, strict=True)
     metadata = dict(metadata, epoch=int(state.get("epoch", -1)), global_step=int(state.get("global_step", -1)))
-    checkpoint.save(model, path, metadata)
+    paths = {}
+    for kind, model in models.items():
+        if model is None:
+            continue
+        prefix = f"{kind}_model."
+        model.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+        paths[kind] = os.path.join(out, f"{kind}.ckpt")
+        checkpoint.save(model, paths[kind], metadata)
+    return paths
 
 
-def test_report(model_path: str, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
-    """Evaluate the exported model on the test split: table on stdout and parity_test.png."""
-    model = checkpoint.load(model_path, device=device)
-    metrics, acc = evaluate(model, datamodule.test_dataloader(), device=device, keep_values=True)
+def test_report(paths: dict, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
+    """Evaluate the exported models on the test split: table on stdout, parity plots; returns the metrics."""
+    models = {kind: checkpoint.load(path, device=device, kind=kind) for kind, path in paths.items()}
+    metrics, acc = evaluate(models, datamodule.test_dataloader(), device=device, keep_values=True)
+    metrics.update(reference_asr_residual(datamodule.test_frames))
     print(format_table(metrics, f"{title}: test metrics ({len(datamodule.graphs['test'])} frames)"))
-    parity_plot(acc.parity_values(), metrics, os.path.join(out, "parity_test.png"), f"{title} (test)")
+    values = acc.parity_values()
+    if "energy" in models:
+        parity_plot(values, metrics, os.path.join(out, "parity_test.png"), f"{title} (test)")
+    if "born" in models:
+        symbols = [chemical_symbols[z] for z in datamodule.species.atomic_numbers]
+        born_parity_plot(values[K.BORN_CHARGES], symbols, metrics, os.path.join(out, "parity_born.png"),
+                         f"{title} (test)")
     return metrics
 
 
 def train(config: RunConfig, resume: bool = False) -> dict:
-    """Fit the energy model described by ``config``; returns the test metrics. Everything goes to out_dir()."""
+    """Fit the models of ``config.task``; returns the test metrics. Everything goes to out_dir()."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -95,12 +122,19 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         raise ConfigError(f"output folder '{out}' already holds a run ({last}); continue it with --resume, "
                           "or choose another --out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    weights = {K.ENERGY: cfg.loss.energy_weight, K.FORCES: cfg.loss.forces_weight, K.STRESS: cfg.loss.stress_weight}
+    weights = {}
+    if config.task in ("energy", "both"):
+        weights = {K.ENERGY: cfg.loss.energy_weight, K.FORCES: cfg.loss.forces_weight,
+                   K.STRESS: cfg.loss.stress_weight}
+    if config.task in ("born", "both"):
+        weights[K.BORN_CHARGES] = cfg.loss.born_weight
     needed = tuple(label for label, w in weights.items() if w > 0)
-    datamodule = FrameDataModule(config.data, config.model.r_max, cfg.seed, dtype, labels_needed=needed).prepare()
-    model = EnergyModel.from_stats(config.model, datamodule.stats, dtype)
+    r_max = max(m.r_max for m, task in ((config.model, "energy"), (config.born_model, "born"))
+                if config.task in (task, "both"))
+    datamodule = FrameDataModule(config.data, r_max, cfg.seed, dtype, labels_needed=needed).prepare()
+    models = build_models(config, datamodule.stats, dtype)
     recipe = to_dict(config)
-    task = EnergyTask(model, cfg, recipe)
+    task = FitTask(models["energy"], models["born"], cfg, recipe)
     os.makedirs(out, exist_ok=True)
     with atomic_path(os.path.join(out, "recipe.yaml"), ".yaml") as tmp:
         with open(tmp, "w") as handle:
@@ -130,7 +164,6 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path or last
-    energy_path = os.path.join(out, "energy.ckpt")
     metadata = {
         "recipe_name": config.name,
         "data_path": os.path.abspath(datamodule.path),
@@ -139,10 +172,11 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         "best_val_loss": float(trainer.checkpoint_callback.best_model_score or float("nan")),
         "command": " ".join(["python -m ferronn.train"] + sys.argv[1:]),
     }
-    export_best(best, EnergyModel.from_stats(config.model, datamodule.stats, dtype), energy_path, metadata)
-    metrics = test_report(energy_path, datamodule, out, device, config.name)
+    paths = export_best(best, build_models(config, datamodule.stats, dtype), out, metadata)
+    metrics = test_report(paths, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
-               {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch,
+               {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,
                 "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
-    print(f"wrote {energy_path} and metrics.json, parity_test.png in {out} (fit {fit_seconds:.1f} s)")
+    print(f"wrote {', '.join(sorted(os.path.basename(p) for p in paths.values()))}, metrics.json and parity "
+          f"plots in {out} (fit {fit_seconds:.1f} s)")
     return metrics

@@ -1,0 +1,82 @@
+"""Cost of the Born-charge model's forward vs the energy model's forward+backward on the same batch.
+
+    python benchmarks/born_cost.py [--recipe recipes/batio3.yaml] [--repeats 7] [--frames 2] [--device cpu]
+
+In field MD the Born model is called once per step without gradients, beside the energy model's forward and
+backward (forces, stress); its cost ratio sets the overhead of field MD over plain MD. Models are built from
+the recipe's hyperparameters (weights do not change the cost) on real BaTiO3 frames. Reports the median over
+repeats of each timing, interleaved so machine noise hits both alike. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "batio3.yaml"))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=2, help="structures per batch")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    from ferronn.data.datamodule import FrameDataModule
+    from ferronn.models.born import BornModel
+    from ferronn.models.energy import EnergyModel
+    from ferronn.train.config import load_recipe
+
+    cfg = load_recipe(args.recipe)
+    dtype = getattr(torch, cfg.train.dtype)
+    device = torch.device(args.device)
+    r_max = max(cfg.model.r_max, cfg.born_model.r_max)
+    dm = FrameDataModule(cfg.data, r_max, cfg.train.seed, dtype, labels_needed=()).prepare()
+    energy = EnergyModel.from_stats(cfg.model, dm.stats, dtype).to(device).eval()
+    born = BornModel.from_stats(cfg.born_model, dm.stats, dtype).to(device).eval()
+    from ferronn.data.graph import batch_to, collate
+
+    batch = batch_to(collate(dm.graphs["train"][: args.frames], dtype), device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def energy_step():
+        energy(batch, compute_forces=True, compute_stress=True)
+
+    def born_step():
+        with torch.no_grad():
+            born(batch)
+
+    for fn in (energy_step, born_step):  # warm-up (first calls build e3nn/opt_einsum paths)
+        fn(), fn()
+    times = {"energy": [], "born": []}
+    for _ in range(args.repeats):
+        for name, fn in (("energy", energy_step), ("born", born_step)):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    e, b = statistics.median(times["energy"]), statistics.median(times["born"])
+    n_atoms = int(batch["num_atoms"].sum())
+    print(f"{args.frames} structures, {n_atoms} atoms, {batch['edge_index'].shape[1]} edges, {cfg.train.dtype}, "
+          f"{device}: energy forward+backward {e * 1e3:.1f} ms, Born forward {b * 1e3:.1f} ms")
+    print(json.dumps({"benchmark": "born_cost", "recipe": os.path.relpath(args.recipe, ROOT), "device": str(device),
+                      "atoms": n_atoms, "energy_forward_backward_ms": e * 1e3, "born_forward_ms": b * 1e3,
+                      "born_to_energy_ratio": b / e, "energy_params": sum(p.numel() for p in energy.parameters()),
+                      "born_params": sum(p.numel() for p in born.parameters()), "repeats": args.repeats}))
+
+
+if __name__ == "__main__":
+    main()
