@@ -18,6 +18,7 @@ from typing import Dict, List
 import torch
 
 from .. import keys as K
+from ..errors import ConfigError
 from .autograd import cartesian_shifts
 from .energy import _import_mace, default_dtype
 
@@ -64,7 +65,8 @@ class BornModel(torch.nn.Module):
         n_el = len(self.atomic_numbers)
         hidden = o3.Irreps(config.hidden_irreps())
         if hidden.count(o3.Irrep(2, 1)) == 0 or hidden.count(o3.Irrep(1, -1)) == 0:
-            raise ValueError(f"Born model needs hidden 1o and 2e features (got {hidden}): use max_L >= 2")
+            raise ConfigError(f"born_model.max_L: the Born model needs hidden 1o and 2e features (got {hidden}); "
+                              "use max_L >= 2")
         node_attr_irreps = o3.Irreps(f"{n_el}x0e")
         scalars = o3.Irreps(f"{hidden.count(o3.Irrep(0, 1))}x0e")
         sh_irreps = o3.Irreps.spherical_harmonics(config.max_ell)
