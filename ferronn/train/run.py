@@ -161,7 +161,13 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         default_root_dir=out,
     )
     start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+    except RuntimeError as exc:
+        if resume and "state_dict" in str(exc):
+            raise ConfigError(f"--resume: '{last}' does not match this recipe's models (task, hyperparameters) or "
+                              f"was written by another ferronn version: {str(exc).splitlines()[0]}") from None
+        raise
     fit_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path or last
     metadata = {
