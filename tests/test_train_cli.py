@@ -132,3 +132,11 @@ def test_ema_warmup_follows_the_model_early_and_decays_late():
     avg, cur = torch.zeros(1), torch.ones(1)
     assert float(update(avg, cur, torch.tensor(0))) == pytest.approx(0.9)  # d_0 = 1/10
     assert float(update(avg, cur, torch.tensor(10 ** 6))) == pytest.approx(0.01)  # capped at the decay
+
+
+def test_resume_with_other_models_is_a_clear_error(tmp_path):
+    out = tmp_path / "energy_only"
+    run(train_cmd(out, 1, "--set", "task=energy"))
+    proc = subprocess.run(train_cmd(out, 2, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert "does not match this recipe's models" in proc.stderr.strip().splitlines()[-1]
