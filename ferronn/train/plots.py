@@ -23,16 +23,8 @@ def parity_plot(values: dict, metrics: dict, path: str, title: str = "") -> str:
         scale, plot_unit = _SCALE[name]
         ref, pred, _ = values[label]
         ref, pred = ref * scale, pred * scale
-        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
+        _panel(ax, ref, pred, f"{name} ({plot_unit})", name, metrics, name, unit)
         ax.scatter(ref, pred, s=6, alpha=0.6)
-        ax.set_xlabel(f"DFT {name} ({plot_unit})")
-        ax.set_ylabel(f"model {name} ({plot_unit})")
-        ax.set_title(name)
-        ax.text(0.04, 0.96, f"MAE {metrics.get(name + '_mae', float('nan')):.3g} {unit}\n"
-                f"RMSE {metrics.get(name + '_rmse', float('nan')):.3g} {unit}",
-                transform=ax.transAxes, va="top", fontsize=9)
     return _save(fig, path, title)
 
 
@@ -53,19 +45,24 @@ def born_parity_plot(values: tuple, symbols, metrics: dict, path: str, title: st
         if not sel.any():
             ax.set_visible(False)
             continue
-        lo, hi = float(min(ref[sel].min(), pred[sel].min())), float(max(ref[sel].max(), pred[sel].max()))
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
+        _panel(ax, ref[sel], pred[sel], f"Z* of {symbol} (e)", symbol, metrics, f"born_{symbol}", "e")
         ax.scatter(ref[sel & diagonal], pred[sel & diagonal], s=6, alpha=0.6, label="diagonal")
         ax.scatter(ref[sel & ~diagonal], pred[sel & ~diagonal], s=6, alpha=0.6, label="off-diagonal")
-        ax.set_xlabel(f"DFT Z* of {symbol} (e)")
-        ax.set_ylabel(f"model Z* of {symbol} (e)")
-        ax.set_title(symbol)
-        ax.text(0.04, 0.96, f"MAE {metrics.get(f'born_{symbol}_mae', float('nan')):.3g} e\n"
-                f"RMSE {metrics.get(f'born_{symbol}_rmse', float('nan')):.3g} e",
-                transform=ax.transAxes, va="top", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path, title)
+
+
+def _panel(ax, ref, pred, quantity, title, metrics, key, unit):
+    """Identity line, axis labels, title and the MAE/RMSE of ``key`` in one parity panel."""
+    lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
+    ax.set_xlabel(f"DFT {quantity}")
+    ax.set_ylabel(f"model {quantity}")
+    ax.set_title(title)
+    ax.text(0.04, 0.96, f"MAE {metrics.get(key + '_mae', float('nan')):.3g} {unit}\n"
+            f"RMSE {metrics.get(key + '_rmse', float('nan')):.3g} {unit}", transform=ax.transAxes, va="top",
+            fontsize=9)
 
 
 def _save(fig, path, title):
