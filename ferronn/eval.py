@@ -49,8 +49,9 @@ def run(args) -> dict:
     keymap = KeyMap()
     for item in args.keys:
         label, sep, key = item.partition("=")
-        if not sep or label not in K.LABELS + (K.BORN_CHARGES_RAW,):
-            raise ConfigError(f"command line: --keys '{item}' must be LABEL=KEY with LABEL in {K.LABELS}")
+        labels = K.LABELS + (K.BORN_CHARGES_RAW,)
+        if not sep or label not in labels:
+            raise ConfigError(f"command line: --keys '{item}' must be LABEL=KEY with LABEL in {labels}")
         setattr(keymap, label, key or None)
     device = resolve_device(args.device)
     models = {}

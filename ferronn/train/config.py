@@ -13,6 +13,7 @@ from typing import List, Optional, Union
 
 import yaml
 
+from .. import keys as K
 from ..data.datamodule import DataConfig, SplitConfig  # noqa: F401  (recipe sections)
 from ..errors import ConfigError
 from ..models.born import BornModelConfig
@@ -28,6 +29,15 @@ class LossConfig:
     born_weight: float = 100.0  # e (Z* components)
     kind: str = "mse"  # mse | huber
     huber_delta: float = 0.01
+
+    def weights(self, kinds) -> dict:
+        """{label: weight} of the labels the models of ``kinds`` ('energy', 'born') are fitted to."""
+        out = {}
+        if "energy" in kinds:
+            out.update({K.ENERGY: self.energy_weight, K.FORCES: self.forces_weight, K.STRESS: self.stress_weight})
+        if "born" in kinds:
+            out[K.BORN_CHARGES] = self.born_weight
+        return out
 
 
 @dataclasses.dataclass
@@ -65,6 +75,11 @@ class RunConfig:
 
     def out_dir(self) -> str:
         return self.out or os.path.join("runs", self.name)
+
+    def model_configs(self) -> dict:
+        """{kind: model config} of the models this recipe's task fits ('energy' and/or 'born')."""
+        configs = {"energy": self.model, "born": self.born_model}
+        return {kind: cfg for kind, cfg in configs.items() if self.task in (kind, "both")}
 
 
 CHOICES = {

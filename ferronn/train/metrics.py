@@ -1,8 +1,9 @@
 """Losses and metrics over masked labels: one definition used by training, validation, test and eval.
 
 Errors are accumulated on the device (no host sync per batch). Units in reports: energy meV/atom, forces meV/Å,
-stress meV/Å³, Born charges e (overall, per element, diagonal and off-diagonal components). A structure whose label is masked contributes nothing (and its NaN placeholder never reaches
-an arithmetic operation that feeds a gradient).
+stress meV/Å³, Born charges e (overall, per element, diagonal and off-diagonal components). A structure whose
+label is masked contributes nothing (and its NaN placeholder never reaches an arithmetic operation that feeds
+a gradient).
 """
 
 from __future__ import annotations

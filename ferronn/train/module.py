@@ -43,11 +43,7 @@ class FitTask(L.LightningModule):
         self.born_model = born_model
         self.cfg = train_config
         loss = train_config.loss
-        self.weights = {K.ENERGY: loss.energy_weight, K.FORCES: loss.forces_weight, K.STRESS: loss.stress_weight}
-        if energy_model is None:
-            self.weights = {}
-        if born_model is not None:
-            self.weights[K.BORN_CHARGES] = loss.born_weight
+        self.weights = loss.weights([kind for kind, m in self.models.items() if m is not None])
         self.compute_stress = energy_model is not None and loss.stress_weight > 0
         # Plain dicts only: Lightning checkpoints must load with weights_only=True.
         self.save_hyperparameters({"recipe": recipe})

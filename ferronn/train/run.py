@@ -65,13 +65,11 @@ def _logger(config: RunConfig, out: str):
 
 
 def build_models(config: RunConfig, stats, dtype) -> dict:
-    """The models the recipe's task asks for, set up from the training-set statistics."""
-    models = {"energy": None, "born": None}
-    if config.task in ("energy", "both"):
-        models["energy"] = EnergyModel.from_stats(config.model, stats, dtype)
-    if config.task in ("born", "both"):
-        models["born"] = BornModel.from_stats(config.born_model, stats, dtype)
-    return models
+    """{'energy': model or None, 'born': model or None} as the recipe's task asks, from training-set statistics."""
+    classes = {"energy": EnergyModel, "born": BornModel}
+    configs = config.model_configs()
+    return {kind: cls.from_stats(configs[kind], stats, dtype) if kind in configs else None
+            for kind, cls in classes.items()}
 
 
 def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
@@ -122,15 +120,9 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         raise ConfigError(f"output folder '{out}' already holds a run ({last}); continue it with --resume, "
                           "or choose another --out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    weights = {}
-    if config.task in ("energy", "both"):
-        weights = {K.ENERGY: cfg.loss.energy_weight, K.FORCES: cfg.loss.forces_weight,
-                   K.STRESS: cfg.loss.stress_weight}
-    if config.task in ("born", "both"):
-        weights[K.BORN_CHARGES] = cfg.loss.born_weight
-    needed = tuple(label for label, w in weights.items() if w > 0)
-    r_max = max(m.r_max for m, task in ((config.model, "energy"), (config.born_model, "born"))
-                if config.task in (task, "both"))
+    kinds = config.model_configs()
+    needed = tuple(label for label, w in cfg.loss.weights(kinds).items() if w > 0)
+    r_max = max(m.r_max for m in kinds.values())  # one neighbour list serves both models
     datamodule = FrameDataModule(config.data, r_max, cfg.seed, dtype, labels_needed=needed).prepare()
     models = build_models(config, datamodule.stats, dtype)
     recipe = to_dict(config)
@@ -178,7 +170,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         "best_val_loss": float(trainer.checkpoint_callback.best_model_score or float("nan")),
         "command": " ".join(["python -m ferronn.train"] + sys.argv[1:]),
     }
-    paths = export_best(best, build_models(config, datamodule.stats, dtype), out, metadata)
+    paths = export_best(best, task.models, out, metadata)  # best-epoch EMA weights into the task's models
     metrics = test_report(paths, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
                {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,
