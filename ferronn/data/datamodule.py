@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from importlib import resources
 from typing import List, Optional, Union
 
