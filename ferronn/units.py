@@ -23,6 +23,8 @@ KB_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 EPSILON0_E_PER_V_A = VACUUM_PERMITTIVITY_F_PER_M * ANGSTROM_M / ELEMENTARY_CHARGE_C
 #: ASE's internal time unit Å·sqrt(amu/eV), expressed in fs (≈ 10.1805 fs).
 ASE_TIME_UNIT_FS = ANGSTROM_M * math.sqrt(ATOMIC_MASS_UNIT_KG / ELEMENTARY_CHARGE_C) / FEMTOSECOND_S
+#: Kinetic energy: 1 amu·Å²/fs² in eV (≈ 103.6427), so that ½mv² with m in amu and v in Å/fs is in eV.
+AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * ANGSTROM_M**2 / FEMTOSECOND_S**2 / ELEMENTARY_CHARGE_C
 #: Polarization: 1 e/Å² in μC/cm² (1 C/m² = 100 μC/cm²).
 E_PER_A2_TO_UC_PER_CM2 = ELEMENTARY_CHARGE_C / ANGSTROM_M**2 * 100.0
 #: Electric field: 1 V/Å in kV/cm.

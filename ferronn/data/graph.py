@@ -135,3 +135,21 @@ def collate(graphs: Sequence[dict], dtype: Optional[torch.dtype] = None, labels=
 def batch_to(batch: dict, device) -> dict:
     """Move every tensor of a batch to ``device`` (non-blocking where possible)."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def atoms_to_batch(atoms_list, species: SpeciesTable, dtype: torch.dtype, device, loc: str = "") -> dict:
+    """ASE Atoms objects → a batch without edges or labels (the calculator and MD add edges from a VerletList)."""
+    graphs = []
+    for b, atoms in enumerate(atoms_list):
+        z = torch.as_tensor(atoms.numbers, dtype=torch.int64)
+        graphs.append({
+            K.POSITIONS: torch.as_tensor(atoms.positions, dtype=torch.float64),
+            K.CELL: torch.as_tensor(atoms.cell.array, dtype=torch.float64),
+            K.PBC: torch.as_tensor(atoms.pbc, dtype=torch.bool),
+            K.ATOMIC_NUMBERS: z,
+            K.SPECIES: species.index(z, f"{loc}structure {b}"),
+            K.EDGE_INDEX: torch.zeros((2, 0), dtype=torch.int64),
+            K.UNIT_SHIFTS: torch.zeros((0, 3), dtype=torch.float64),
+            K.FRAME_INDEX: torch.tensor(b, dtype=torch.int64),
+        })
+    return batch_to(collate(graphs, dtype, labels=()), device)

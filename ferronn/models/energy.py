@@ -47,7 +47,12 @@ class EnergyModelConfig:
 def _import_mace():
     """Import mace (which also makes e3nn 0.4.4 importable under torch ≥ 2.6, see the brief)."""
     import mace.modules  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD; our loads pass weights_only=True)
+    from mace.modules.symmetric_contraction import EmptyParam
 
+    if "__deepcopy__" not in EmptyParam.__dict__:
+        # mace marks contraction paths with no coupling (e.g. l=2 outputs from l<=1 inputs at correlation 1) with
+        # EmptyParam, whose __new__ breaks Parameter.__deepcopy__; EMA and the exporter deep-copy the model.
+        EmptyParam.__deepcopy__ = lambda self, memo: EmptyParam(self.data.clone())
     return mace.modules
 
 

@@ -1,0 +1,60 @@
+"""Verlet neighbour lists with a skin for a batch of structures (vesin-torch, on the batch's device).
+
+The list holds every pair within r_cut + skin; the models' radial cutoff envelopes make pairs beyond r_cut
+contribute exactly zero, so the list stays valid until some pair could have crossed from beyond r_cut + skin to
+within r_cut. With F = h_ref⁻¹ h the cell deformation since the build and δ the non-affine displacement of each
+atom, a pair vector obeys |v'| ≥ |v|(1 − ‖F − I‖₂) − 2 max|δ|, so the list is rebuilt when
+
+    2 · max|δ| + (r_cut + skin) · ‖F − I‖₂ ≥ skin        (per structure; the fixed-cell case is max|δ| ≥ skin/2).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from .graph import neighbour_list
+
+
+class VerletList:
+    """Pairs within ``cutoff + skin`` (Å) for structures laid out by ``ptr``; counts its builds."""
+
+    def __init__(self, cutoff: float, skin: float):
+        if skin < 0:
+            raise ValueError(f"neighbour skin must be >= 0 Å, got {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.builds = 0
+        self._ref_positions = None
+        self._ref_cell_inv = None
+
+    def build(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, ptr: torch.Tensor,
+              loc: str = "") -> Tuple[torch.Tensor, torch.Tensor]:
+        """edge_index (2, E) int64 and unit_shifts (E, 3) for the whole batch (one vesin call per structure)."""
+        edges, shifts = [], []
+        bounds = ptr.tolist()  # rebuilds are rare: one host read of the layout is fine here
+        for b in range(cell.shape[0]):
+            lo, hi = bounds[b], bounds[b + 1]
+            e, s = neighbour_list(positions[lo:hi].detach(), cell[b].detach(), pbc[b], self.cutoff + self.skin,
+                                  loc=f"{loc}structure {b}")
+            edges.append(e + lo)
+            shifts.append(s)
+        self._ref_positions = positions.detach().clone()
+        self._ref_cell_inv = torch.linalg.inv(cell.detach())
+        self.builds += 1
+        return torch.cat(edges, dim=1), torch.cat(shifts)
+
+    def stale(self, positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor,
+              fraction: float = 1.0) -> torch.Tensor:
+        """0-d bool tensor on the device: True when some structure has used ``fraction`` of the skin's guarantee
+        (1.0: the list may now miss a pair; less, to rebuild early when checks are sparse)."""
+        if self._ref_positions is None or positions.shape != self._ref_positions.shape:
+            return torch.ones((), dtype=torch.bool, device=positions.device)
+        deformation = self._ref_cell_inv @ cell.detach()  # F = h_ref⁻¹ h (rows are lattice vectors)
+        affine = torch.einsum("ni,nij->nj", self._ref_positions, deformation[batch])
+        moved = (positions.detach() - affine).norm(dim=-1)
+        max_moved = torch.zeros(cell.shape[0], dtype=moved.dtype, device=moved.device).scatter_reduce(
+            0, batch, moved, reduce="amax", include_self=True)
+        eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
+        strain = torch.linalg.matrix_norm(deformation - eye, ord=2)
+        return ((2 * max_moved + (self.cutoff + self.skin) * strain) >= fraction * self.skin).any()

@@ -1,0 +1,64 @@
+"""`python -m ferronn.md --config recipes/batio3_md.yaml [--set key=value] [--resume]`: run field MD; see README."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+import yaml
+
+from ..errors import ConfigError, cli_exit_code
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ferronn.md", description=__doc__)
+    parser.add_argument("--config", "-c", help="YAML MD recipe (default: the shipped BaTiO3 models, 300 K NVT)")
+    parser.add_argument("--out", help="output folder (overrides 'out')")
+    parser.add_argument("--steps", type=int, help="production steps (overrides 'steps')")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/restart.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any recipe key, e.g. --set temperatures=[200,300] --set dielectric.finite_field=true")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    return parser.parse_args(argv)
+
+
+def run(args) -> None:
+    from .config import load_md_config
+
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update({k: v for k, v in {"out": args.out, "steps": args.steps, "device": args.device}.items()
+                      if v is not None})
+    config = load_md_config(args.config, overrides)
+    if args.print_config:
+        print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")
+        return
+    from .engine import Simulation
+
+    sim = Simulation.from_config(config)
+    restart = os.path.join(sim.out, "restart.pt")
+    if args.resume:
+        if not os.path.exists(restart):
+            raise ConfigError(f"--resume: no restart file '{restart}'")
+        sim.load_restart(restart)
+    elif os.path.exists(restart):
+        raise ConfigError(f"'{sim.out}' already holds a run (restart.pt): pass --resume or choose another --out")
+    summary = sim.run(progress=not args.no_progress)
+    print(json.dumps(summary))
+
+
+def main(argv=None) -> int:
+    return cli_exit_code(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

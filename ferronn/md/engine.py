@@ -1,0 +1,341 @@
+"""The MD engine: replicas batched on one device, a step loop, on-the-fly observables, outputs and restarts.
+
+    sim = Simulation.from_config(load_md_config("recipes/batio3_md.yaml"))
+    sim.run()                      # or sim.run(steps) from Python; sim.summary() → averages and ε
+
+The loop itself is ``integrator(state, forces, dt)``; reading to the host happens only every ``log_every``
+steps (CSV, progress bar) and at neighbour checks. Outputs in ``out/``: ``log.csv``, ``trajectory_r{b}.extxyz``
+(ASE/OVITO-readable, unwrapped positions), ``restart.pt`` (tensors only, loaded with weights_only=True) and
+``summary.json``; all but the trajectories are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .. import keys as K
+from ..atomic import atomic_path, write_json
+from ..data.graph import SpeciesTable, atoms_to_batch
+from ..errors import CheckpointError, ConfigError, DataError
+from ..field import TimeDependentField, field_energy
+from ..models.checkpoint import atomic_torch_save
+from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
+from . import integrators
+from .config import MDConfig
+from .forces import ModelForces
+from .observables import BlockAverage, Dielectric
+from .state import MDState, kinetic_energy, pressure_tensor, temperature, volumes
+
+RESTART_VERSION = 1
+
+
+def replica_table(cfg: MDConfig):
+    """(temperature K, field V/Å (3,)) per replica: temperatures × fields × copies, plus ±E pairs if asked."""
+    table = []
+    for t in cfg.temperatures:
+        for f in cfg.fields:
+            if len(f) != 3:
+                raise ConfigError(f"md recipe: key 'fields' must hold [Ex, Ey, Ez] lists in V/Å, got {f}")
+            table += [(float(t), [float(x) for x in f])] * cfg.copies
+        if cfg.dielectric.finite_field:
+            for axis in range(3):
+                for sign in (1.0, -1.0):
+                    e = [0.0, 0.0, 0.0]
+                    e[axis] = sign * cfg.dielectric.field
+                    table += [(float(t), e)] * cfg.copies
+    return table
+
+
+def initial_state(atoms_list, temperatures, fields, pressures, species: SpeciesTable, dtype, device,
+                  generator: torch.Generator) -> MDState:
+    """Replicas at rest positions with Maxwell–Boltzmann momenta at their temperature (centre of mass at rest)."""
+    batch = atoms_to_batch(atoms_list, species, dtype, device, loc="MD: ")
+    masses = torch.tensor([atomic_masses()[z] for a in atoms_list for z in a.numbers], dtype=dtype, device=device)
+    t = torch.as_tensor(temperatures, dtype=dtype, device=device)
+    kT = (KB_EV_PER_K * t)[batch[K.BATCH]][:, None]
+    momenta = torch.randn(batch[K.POSITIONS].shape, generator=generator, dtype=dtype, device=device)
+    momenta = momenta * torch.sqrt(masses[:, None] * kT / AMU_A2_PER_FS2_IN_EV)
+    b = len(atoms_list)
+    com = torch.zeros((b, 3), dtype=dtype, device=device).index_add(0, batch[K.BATCH], momenta)
+    momenta = momenta - (com / batch[K.NUM_ATOMS][:, None].to(dtype))[batch[K.BATCH]]
+    return MDState(
+        positions=batch[K.POSITIONS], momenta=momenta, masses=masses, cell=batch[K.CELL], pbc=batch[K.PBC],
+        species=batch[K.SPECIES], atomic_numbers=batch[K.ATOMIC_NUMBERS], batch=batch[K.BATCH], ptr=batch[K.PTR],
+        num_atoms=batch[K.NUM_ATOMS], temperature_target=t,
+        pressure_target=torch.as_tensor(pressures, dtype=dtype, device=device),
+        field=torch.as_tensor(fields, dtype=dtype, device=device),
+        dipole=torch.zeros((b, 3), dtype=dtype, device=device),
+        time=torch.zeros((), dtype=dtype, device=device), step=torch.zeros((), dtype=torch.int64, device=device),
+        chain_positions=torch.zeros((b, 3), dtype=dtype, device=device),
+        chain_momenta=torch.zeros((b, 3), dtype=dtype, device=device))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"md recipe: device '{name}' asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+class Simulation:
+    """Batched replicas + force provider + integrator + accumulators (see the module docstring)."""
+
+    LOG_FIELDS = ["step", "time_fs", "replica", "temperature_K", "target_K", "potential_eV", "kinetic_eV",
+                  "enthalpy_eV", "pressure_GPa", "volume_A3", "Ex", "Ey", "Ez", "Mx", "My", "Mz", "Px_uC_cm2",
+                  "Py_uC_cm2", "Pz_uC_cm2", "a_A", "b_A", "c_A"]
+
+    def __init__(self, config: MDConfig, energy_model, born_model, atoms, out: Optional[str] = None):
+        self.config = cfg = config
+        self.device = resolve_device(cfg.device)
+        self.dtype = getattr(torch, cfg.dtype)
+        self.energy_model = energy_model.to(device=self.device, dtype=self.dtype).eval()
+        self.born_model = born_model.to(device=self.device, dtype=self.dtype).eval() if born_model else None
+        self.out = out if out is not None else cfg.out
+        table = replica_table(cfg)
+        if any(any(f) for _, f in table) and self.born_model is None:
+            raise ConfigError("md recipe: a non-zero field needs Born charges; set 'born' to a born.ckpt")
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        species = SpeciesTable(self.energy_model.atomic_numbers)
+        temps, fields = [t for t, _ in table], [f for _, f in table]
+        pressure = cfg.pressure_gpa / EV_PER_A3_TO_GPA
+        self.state = initial_state([atoms] * len(table), temps, fields, [pressure] * len(table), species,
+                                   self.dtype, self.device, self.generator)
+        schedule = TimeDependentField(torch.as_tensor(fields, dtype=torch.float64), cfg.field_kind,
+                                      cfg.field_period_fs or None)
+        self.forces = ModelForces(self.energy_model, self.born_model, field=schedule, skin=cfg.skin,
+                                  check_every=cfg.neighbour_check_every, born_every=cfg.born_every,
+                                  compute_stress=True)
+        self.step_fn = self._integrator()
+        self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover")
+        self.state = self.forces(self.state)
+        block = cfg.dielectric.block
+        self.dielectric = Dielectric(self.state.field, self.state.temperature_target, cfg.dielectric.eps_inf, block)
+        self.averages = {name: BlockAverage(block) for name in ("temperature", "polarization", "pressure",
+                                                                 "cell_lengths")}
+        self.steps_done = 0
+        self.wall_s = 0.0
+
+    @classmethod
+    def from_config(cls, config: MDConfig) -> "Simulation":
+        import ase.io
+
+        from ..models.checkpoint import load
+
+        energy = load(config.energy, kind="energy")
+        born = load(config.born, kind="born") if config.born else None
+        if born is not None and sorted(born.atomic_numbers) != sorted(energy.atomic_numbers):
+            raise CheckpointError(f"'{config.energy}' and '{config.born}' know different elements")
+        if not os.path.exists(config.structure):
+            raise DataError(f"md recipe: structure file '{config.structure}' does not exist")
+        try:
+            atoms = ase.io.read(config.structure, index=config.index)
+        except Exception as exc:  # noqa: BLE001 (ASE raises many types for bad files)
+            raise DataError(f"{config.structure}: frame {config.index}: cannot be read ({exc})") from None
+        if len(config.supercell) != 3 or min(config.supercell) < 1:
+            raise ConfigError(f"md recipe: key 'supercell' must be three positive integers, got {config.supercell}")
+        atoms = atoms.repeat(config.supercell)
+        return cls(config, energy, born, atoms)
+
+    def _integrator(self):
+        cfg = self.config
+        if cfg.ensemble == "nve":
+            return functools.partial(integrators.velocity_verlet, dt=cfg.dt_fs)
+        if cfg.ensemble == "nvt_langevin":
+            return functools.partial(integrators.langevin_baoab, dt=cfg.dt_fs, friction=cfg.friction_per_fs,
+                                     generator=self.generator)
+        if cfg.ensemble == "nvt_nose_hoover":
+            return functools.partial(integrators.nose_hoover_chain, dt=cfg.dt_fs, tau=cfg.tau_t_fs)
+        return functools.partial(integrators.npt_langevin_scr, dt=cfg.dt_fs, friction=cfg.friction_per_fs,
+                                 tau_p=cfg.tau_p_fs, compressibility=EV_PER_A3_TO_GPA / cfg.bulk_modulus_gpa,
+                                 generator=self.generator)
+
+    # --- observables --------------------------------------------------------------------------------------------
+    def enthalpy(self, state: Optional[MDState] = None) -> torch.Tensor:
+        """H = K + U0 − M·E (B,) in eV (plus the Nosé–Hoover chain energy in that ensemble)."""
+        s = self.state if state is None else state
+        h = kinetic_energy(s).to(torch.float64) + s.energy + field_energy(s.dipole, s.field).to(torch.float64)
+        if self.config.ensemble == "nvt_nose_hoover":
+            h = h + integrators.nose_hoover_energy(s, self.config.tau_t_fs).to(torch.float64)
+        return h
+
+    def _sample(self):
+        s = self.state
+        omega = volumes(s)
+        self.dielectric.add(s.dipole, omega)
+        self.averages["temperature"].add(temperature(s, self.momentum_conserved))
+        self.averages["polarization"].add(s.dipole / omega[:, None])
+        self.averages["pressure"].add(torch.diagonal(pressure_tensor(s), dim1=-2, dim2=-1).mean(-1) * EV_PER_A3_TO_GPA)
+        self.averages["cell_lengths"].add(s.cell.norm(dim=-1))
+
+    # --- the loop -------------------------------------------------------------------------------------------------
+    def run(self, steps: Optional[int] = None, progress: bool = True) -> dict:
+        """Advance ``steps`` (default: the recipe's steps + equilibration, minus those already done)."""
+        cfg = self.config
+        total = cfg.steps + cfg.equilibration_steps
+        steps = total - self.steps_done if steps is None else steps
+        os.makedirs(self.out, exist_ok=True)
+        bar = _progress(steps, progress)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.state = self.step_fn(self.state, self.forces)
+            self.steps_done += 1
+            n = self.steps_done
+            if n > cfg.equilibration_steps and n % cfg.sample_every == 0:
+                self._sample()
+            if n % cfg.log_every == 0:
+                self._log(bar)
+            if cfg.trajectory_every and n % cfg.trajectory_every == 0:
+                self._write_frames()
+            if cfg.restart_every and n % cfg.restart_every == 0:
+                self.save_restart()
+            bar.update(1) if bar is not None else None
+        self.wall_s += time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        self.save_restart()
+        summary = self.summary()
+        write_json(os.path.join(self.out, "summary.json"), summary)
+        return summary
+
+    def _log(self, bar):
+        s = self.state
+        temp = temperature(s, self.momentum_conserved).cpu()
+        omega = volumes(s)
+        pol = (s.dipole / omega[:, None] * E_PER_A2_TO_UC_PER_CM2).cpu()
+        pressure = (torch.diagonal(pressure_tensor(s), dim1=-2, dim2=-1).mean(-1) * EV_PER_A3_TO_GPA).cpu()
+        rows = zip(temp.tolist(), s.temperature_target.cpu().tolist(), s.energy.cpu().tolist(),
+                   kinetic_energy(s).cpu().tolist(), self.enthalpy().cpu().tolist(), pressure.tolist(),
+                   omega.cpu().tolist(), s.field.cpu().tolist(), s.dipole.cpu().tolist(), pol.tolist(),
+                   s.cell.norm(dim=-1).cpu().tolist())
+        path = os.path.join(self.out, "log.csv")
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(self.LOG_FIELDS)
+            for b, (t, tt, u, k, h, p, v, e, m, pp, abc) in enumerate(rows):
+                writer.writerow([self.steps_done, f"{float(s.time):.3f}", b, f"{t:.3f}", tt, f"{u:.6f}", f"{k:.6f}",
+                                 f"{h:.6f}", f"{p:.5f}", f"{v:.4f}", *e, *[f"{x:.6f}" for x in m],
+                                 *[f"{x:.4f}" for x in pp], *[f"{x:.5f}" for x in abc]])
+        if bar is not None:
+            post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(pressure.mean()):.2f}GPa"}
+            eps = self.dielectric.fluctuation() or self.dielectric.finite_field()
+            if eps is not None:
+                post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
+            bar.set_postfix(post, refresh=False)
+
+    def _write_frames(self):
+        import ase
+        import ase.io
+
+        s = self.state
+        pos, cell, z = s.positions.detach().cpu().numpy(), s.cell.cpu().numpy(), s.atomic_numbers.cpu().numpy()
+        mom, ptr = s.momenta.detach().cpu().numpy(), s.ptr.tolist()
+        for b in range(s.num_replicas):
+            lo, hi = ptr[b], ptr[b + 1]
+            atoms = ase.Atoms(numbers=z[lo:hi], positions=pos[lo:hi], cell=cell[b], pbc=s.pbc[b].cpu().numpy())
+            atoms.set_momenta(mom[lo:hi] * ASE_TIME_UNIT_FS)  # amu·Å/fs → ASE's amu·Å/(Å·sqrt(amu/eV))
+            atoms.info.update(step=self.steps_done, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
+                              field=s.field[b].cpu().numpy(), temperature_target=float(s.temperature_target[b]))
+            ase.io.write(os.path.join(self.out, f"trajectory_r{b}.extxyz"), atoms, format="extxyz", append=True)
+
+    # --- results ----------------------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        cfg, s = self.config, self.state
+        out = {"steps": self.steps_done, "replicas": s.num_replicas, "atoms": int(s.num_atoms.sum()),
+               "ensemble": cfg.ensemble, "device": str(self.device), "dtype": cfg.dtype,
+               "neighbour_rebuilds": self.forces.rebuilds, "dangerous_builds": self.forces.dangerous_builds,
+               "wall_s": self.wall_s,
+               "atom_steps_per_s": self.steps_done * int(s.num_atoms.sum()) / self.wall_s if self.wall_s else None,
+               "temperatures_K": s.temperature_target.cpu().tolist(), "fields_V_per_A": s.field.cpu().tolist()}
+        for name, avg in self.averages.items():
+            if avg.count:
+                out[name] = {"mean": avg.mean().cpu().tolist(), "error": avg.error().cpu().tolist()}
+        for name, value in (("epsilon_fluctuation", self.dielectric.fluctuation()),
+                            ("epsilon_finite_field", self.dielectric.finite_field())):
+            if value is not None:
+                out[name] = {"mean": value[0].cpu().tolist(), "error": value[1].cpu().tolist()}
+        return out
+
+    # --- restart --------------------------------------------------------------------------------------------------
+    def save_restart(self, path: Optional[str] = None) -> str:
+        path = path or os.path.join(self.out, "restart.pt")
+        lists = {kind: {"edges": self.forces._edges[kind][0], "shifts": self.forces._edges[kind][1],
+                        "ref_positions": nl._ref_positions, "ref_cell_inv": nl._ref_cell_inv,
+                        "builds": torch.tensor(nl.builds)}
+                 for kind, nl in self.forces.lists.items() if kind in self.forces._edges}
+        payload = {"version": RESTART_VERSION, "state": self.state.tensors(), "rng": self.generator.get_state(),
+                   "steps_done": torch.tensor(self.steps_done), "force_calls": torch.tensor(self.forces.calls),
+                   "wall_s": torch.tensor(self.wall_s), "lists": lists,
+                   "dielectric": self.dielectric.state_dict(),
+                   "averages": {k: v.state_dict() for k, v in self.averages.items()}}
+        atomic_torch_save(payload, path)
+        return path
+
+    def load_restart(self, path: Optional[str] = None) -> None:
+        """Continue from a restart file: the same trajectory as an uninterrupted run (same device and dtype)."""
+        path = path or os.path.join(self.out, "restart.pt")
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"restart '{path}': cannot be read as a ferronn restart file ({exc})") from None
+        if payload.get("version") != RESTART_VERSION:
+            raise CheckpointError(f"restart '{path}': version {payload.get('version')}, expected {RESTART_VERSION}")
+        state = MDState.from_tensors(payload["state"], self.device)
+        if state.positions.shape != self.state.positions.shape:
+            raise CheckpointError(f"restart '{path}': holds {state.positions.shape[0]} atoms, the recipe makes "
+                                  f"{self.state.positions.shape[0]}")
+        self.state = state
+        self.generator.set_state(payload["rng"].cpu())
+        self.steps_done, self.wall_s = int(payload["steps_done"]), float(payload["wall_s"])
+        self.forces.calls = int(payload["force_calls"])
+        for kind, saved in payload["lists"].items():
+            nl = self.forces.lists[kind]
+            nl._ref_positions, nl._ref_cell_inv = saved["ref_positions"], saved["ref_cell_inv"]
+            nl.builds = int(saved["builds"])
+            self.forces._edges[kind] = (saved["edges"], saved["shifts"])
+        self.dielectric.load_state_dict(payload["dielectric"])
+        for k, v in payload["averages"].items():
+            self.averages[k].load_state_dict(v)
+        _truncate_outputs(self.out, self.steps_done)
+
+
+def _truncate_outputs(out: str, step: int) -> None:
+    """Drop log rows and trajectory frames written after the restart's step (a kill leaves them behind)."""
+    path = os.path.join(out, "log.csv")
+    if os.path.exists(path):
+        with open(path) as handle:
+            rows = list(csv.reader(handle))
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            csv.writer(handle).writerows(keep)
+    import glob
+
+    import ase.io
+
+    for traj in glob.glob(os.path.join(out, "trajectory_r*.extxyz")):
+        frames = [a for a in ase.io.read(traj, index=":") if int(a.info.get("step", 0)) <= step]
+        with atomic_path(traj) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
+
+
+def _progress(steps: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, unit="step", dynamic_ncols=True)
+
+
+def positions_by_replica(state: MDState) -> List[np.ndarray]:
+    """Per-replica positions (host arrays), e.g. for comparisons in tests."""
+    pos, ptr = state.positions.detach().cpu().numpy(), state.ptr.tolist()
+    return [pos[ptr[b]:ptr[b + 1]] for b in range(state.num_replicas)]

@@ -1,0 +1,74 @@
+"""Forces for MD: where Z* enters the step. F = F0 + Z*ᵀE(t) for every replica in one model call each.
+
+The energy model gives U0 (eV), F0 (eV/Å) and the zero-field stress σ (eV/Å³); the Born model gives Z* (e),
+refreshed every ``born_every`` steps (the same, possibly stale, Z* is used in the forces and in the dipole's
+trapezoid, as ../shared/CONVENTIONS.md requires). E(t) comes from a schedule evaluated on the device. Each
+model gets its own Verlet list (cutoff + skin): pairs beyond a model's cutoff contribute exactly zero, so the
+lists need no per-step filtering and the step has no host round trip except the neighbour check every
+``check_every`` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .. import keys as K
+from ..data.verlet import VerletList
+from ..field import field_forces
+from .state import MDState
+
+FieldFn = Callable[[torch.Tensor], torch.Tensor]  # time (fs, 0-d) → field (B, 3) in V/Å
+
+
+class ModelForces:
+    """Callable ``state → state`` filling energy, forces, stress and born at the state's positions and time."""
+
+    def __init__(self, energy_model, born_model=None, field: Optional[FieldFn] = None, skin: float = 0.5,
+                 check_every: int = 1, born_every: int = 1, compute_stress: bool = True):
+        if born_every < 1 or check_every < 1:
+            raise ValueError("born_every and check_every must be >= 1")
+        self.energy_model, self.born_model, self.field = energy_model, born_model, field
+        self.born_every, self.check_every, self.compute_stress = born_every, check_every, compute_stress
+        self.lists = {"energy": VerletList(energy_model.r_max, skin)}
+        if born_model is not None:
+            self.lists["born"] = VerletList(born_model.r_max, skin)
+        self._edges = {}
+        self.calls = 0
+        self.dangerous_builds = 0  # checks that found a list already past its guarantee (raise skin or check more)
+
+    @property
+    def rebuilds(self) -> int:
+        return self.lists["energy"].builds
+
+    def _batch(self, state: MDState, kind: str) -> dict:
+        nl = self.lists[kind]
+        if kind not in self._edges or self.calls % self.check_every == 0:
+            rebuild = kind not in self._edges
+            if not rebuild:
+                # With sparse checks, rebuild while half the skin is left so the steps until the next check
+                # stay covered; a list already past its guarantee is counted (raise the skin or check more often).
+                fraction = 1.0 if self.check_every == 1 else 0.5
+                rebuild = bool(nl.stale(state.positions, state.cell, state.batch, fraction))
+                if rebuild and fraction < 1.0 and bool(nl.stale(state.positions, state.cell, state.batch)):
+                    self.dangerous_builds += 1
+            if rebuild:
+                self._edges[kind] = nl.build(state.positions, state.cell, state.pbc, state.ptr, loc="MD: ")
+        edge_index, shifts = self._edges[kind]
+        return {**state.batch_dict(), K.EDGE_INDEX: edge_index, K.UNIT_SHIFTS: shifts.to(state.positions.dtype)}
+
+    def __call__(self, state: MDState) -> MDState:
+        out = self.energy_model(self._batch(state, "energy"), compute_forces=True,
+                                compute_stress=self.compute_stress)
+        forces = out[K.FORCES].detach()
+        field = state.field if self.field is None else self.field(state.time).expand_as(state.field)
+        born = state.born
+        if self.born_model is not None:
+            if born is None or self.calls % self.born_every == 0:
+                with torch.no_grad():
+                    born = self.born_model(self._batch(state, "born"))[K.BORN_CHARGES]
+            forces = forces + field_forces(born, field.to(born.dtype)[state.batch])
+        self.calls += 1
+        stress = out[K.STRESS].detach() if self.compute_stress else torch.zeros_like(state.cell)
+        return state.replace(energy=out[K.ENERGY].detach(), forces=forces, stress=stress, born=born, field=field)

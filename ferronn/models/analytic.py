@@ -1,0 +1,71 @@
+"""Analytic models with exact answers, behind the same interface as the trained ones (for checking the engine).
+
+- ``HarmonicModel``: every atom tethered to its site r0 by an isotropic spring k_κ (eV/Å²),
+  U = Σ_κ ½ k_κ |u_κ|², u = r − r0 (positions unwrapped, as the MD engine keeps them). Exact: ⟨u_κ⟩ = Z*_κᵀE/k_κ and ⟨δu δuᵀ⟩ = k_BT/k_κ.
+- ``ConstantBornModel``: Z*_κ a fixed tensor per atom, Σ_κ Z*_κ = 0 (acoustic sum rule).
+Together: ε = ε∞ + Σ_κ Z*_κ Z*_κᵀ / (k_κ ε0 Ω), for both the fluctuation and the finite-field estimators.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import keys as K
+
+
+class HarmonicModel(torch.nn.Module):
+    """U = Σ ½ k_κ |r_κ − r0_κ|² (eV) for replicas of one reference structure; zero stress."""
+
+    kind = "energy"
+
+    def __init__(self, reference_positions, stiffness: Sequence[float], atomic_numbers: Sequence[int],
+                 r_max: float = 1.0):
+        super().__init__()
+        self.register_buffer("r0", torch.as_tensor(reference_positions, dtype=torch.float64))
+        self.register_buffer("k", torch.as_tensor(stiffness, dtype=torch.float64))
+        self.atomic_numbers = sorted(set(int(z) for z in atomic_numbers))
+        self.r_max = float(r_max)
+
+    @property
+    def dtype(self):
+        return self.r0.dtype
+
+    def forward(self, batch, compute_forces=True, compute_stress=False, training=False):
+        n_ref = self.r0.shape[0]
+        local = torch.arange(batch[K.POSITIONS].shape[0], device=self.r0.device) - batch[K.PTR][batch[K.BATCH]]
+        u = batch[K.POSITIONS] - self.r0[local % n_ref]
+        k = self.k[local % n_ref]
+        node = 0.5 * k * (u * u).sum(-1)
+        b = batch[K.NUM_ATOMS].shape[0]
+        energy = torch.zeros(b, dtype=torch.float64, device=u.device).index_add(0, batch[K.BATCH],
+                                                                                 node.to(torch.float64))
+        out = {K.ENERGY: energy, K.FORCES: -k[:, None] * u}
+        if compute_stress:
+            out[K.STRESS] = torch.zeros_like(batch[K.CELL])
+        return out
+
+
+class ConstantBornModel(torch.nn.Module):
+    """Z*_κ (e) fixed per atom of the reference structure, repeated for every replica."""
+
+    kind = "born"
+
+    def __init__(self, born: torch.Tensor, atomic_numbers: Sequence[int], r_max: float = 1.0):
+        super().__init__()
+        born = torch.as_tensor(born, dtype=torch.float64)
+        if born.abs().sum() > 0 and float(born.sum(0).abs().max()) > 1e-10:
+            raise ValueError("ConstantBornModel: Z* must satisfy the acoustic sum rule Σ_κ Z*_κ = 0")
+        self.register_buffer("born", born)
+        self.atomic_numbers = sorted(set(int(z) for z in atomic_numbers))
+        self.r_max = float(r_max)
+
+    @property
+    def dtype(self):
+        return self.born.dtype
+
+    def forward(self, batch):
+        n_ref = self.born.shape[0]
+        local = torch.arange(batch[K.POSITIONS].shape[0], device=self.born.device) - batch[K.PTR][batch[K.BATCH]]
+        return {K.BORN_CHARGES: self.born[local % n_ref]}
