@@ -5,7 +5,7 @@ Pipeline: ``ferronn.data`` → ``ferronn.models`` → ``ferronn.train`` → chec
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "load", "FerroCalculator"]
 
 
 def load(path, device=None, dtype=None, kind=None):
@@ -13,3 +13,12 @@ def load(path, device=None, dtype=None, kind=None):
     from .models.checkpoint import load as _load
 
     return _load(path, device=device, dtype=dtype, kind=kind)
+
+
+def __getattr__(name):
+    # Lazy: importing ferronn must not pull in ASE/torch models until a calculator is asked for.
+    if name == "FerroCalculator":
+        from .calculator import FerroCalculator
+
+        return FerroCalculator
+    raise AttributeError(f"module 'ferronn' has no attribute '{name}'")

@@ -1,0 +1,184 @@
+"""ASE calculator: energy, forces, stress, Born charges, cell dipole and polarization, with an external field.
+
+    from ferronn import FerroCalculator
+    atoms.calc = FerroCalculator("run/energy.ckpt", born="run/born.ckpt", field=(0, 0, 0.01))  # V/Å
+
+Physics (../shared/CONVENTIONS.md): with a uniform field E (V/Å) the calculator returns
+    forces  F = F0 + Z*ᵀE                      (eV/Å)
+    energy  U = U0 − M·E                       (eV; ``energy_zero_field`` holds U0)
+    dipole  M = M_ref + Σ_κ ½(Z*_κ(R_ref) + Z*_κ(R))·Δu_κ   (e·Å, Δu the minimum image of R − R_ref)
+    polarization P = M/Ω                       (e/Å²)
+M is a one-segment trapezoid from the reference structure (``set_reference``, else the first structure this
+calculator sees); ``ferronn.md`` instead integrates M along the trajectory step by step, which is exact for the
+work the field does. Energy and forces are exactly consistent only at zero field or for a constant Z*: with a
+Z* that depends on positions, optimizers and NEB under a field see a slightly non-conservative force. The
+field-induced clamped-ion stress −(1/Ω)E·∂M/∂ε is neglected: the stress is the zero-field stress.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from . import keys as K
+from .data.graph import SpeciesTable, atoms_to_batch
+from .data.verlet import VerletList
+from .errors import CheckpointError, DataError
+from .field import as_field_vector, field_forces
+from .models import predict
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load(model, kind, device, dtype):
+    from .models.checkpoint import load
+
+    if isinstance(model, torch.nn.Module):
+        if getattr(model, "kind", None) != kind:
+            raise CheckpointError(f"expected a '{kind}' model, got {type(model).__name__}")
+        return model.to(device=device, dtype=dtype or model.dtype).eval()
+    return load(model, device=device, dtype=dtype, kind=kind)
+
+
+def compatible(energy_model, born_model: Optional[torch.nn.Module]) -> None:
+    """Raise CheckpointError when the two models cannot be used together (different elements); train them on the same data."""
+    if born_model is not None and sorted(born_model.atomic_numbers) != sorted(energy_model.atomic_numbers):
+        raise CheckpointError(f"energy and Born models know different elements ({energy_model.atomic_numbers} vs "
+                              f"{born_model.atomic_numbers})")
+
+
+class FerroCalculator(Calculator):
+    """ferronn models behind ASE's calculator protocol (see the module docstring for the physics)."""
+
+    implemented_properties = ["energy", "free_energy", "energy_zero_field", "forces", "stress", "born_charges",
+                              "dipole", "polarization"]
+
+    def __init__(self, model, born=None, device=None, dtype=None, field=(0.0, 0.0, 0.0), skin: float = 0.5,
+                 **kwargs):
+        """``model``/``born``: checkpoint paths (or loaded models); ``skin`` (Å) of the reused neighbour list."""
+        super().__init__(**kwargs)
+        self.device = torch.device(device) if device is not None else default_device()
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        self.energy_model = _load(model, "energy", self.device, dtype)
+        self.dtype = self.energy_model.dtype
+        self.born_model = _load(born, "born", self.device, self.dtype) if born is not None else None
+        compatible(self.energy_model, self.born_model)
+        numbers = self.energy_model.atomic_numbers
+        self.species = SpeciesTable(numbers)
+        self._born_order = None
+        if self.born_model is not None and self.born_model.atomic_numbers != numbers:
+            # Born species indices follow its own table: map energy-model indices onto it once.
+            self._born_order = SpeciesTable(self.born_model.atomic_numbers).index(torch.as_tensor(numbers))
+            self._born_order = self._born_order.to(self.device)
+        r_cut = max(self.energy_model.r_max, self.born_model.r_max if self.born_model is not None else 0.0)
+        self.neighbours = VerletList(r_cut, skin)
+        self._edges = None
+        self._layout = None
+        self._reference = None
+        self.field = field
+
+    # --- field and reference -------------------------------------------------------------------------------
+    @property
+    def field(self) -> np.ndarray:
+        """External field (3,) in V/Å; may be changed between calls (a time-dependent field in ASE MD)."""
+        return self._field.cpu().numpy()
+
+    @field.setter
+    def field(self, value):
+        field = as_field_vector(value, "FerroCalculator field", self.dtype, self.device)
+        if bool(field.any()) and self.born_model is None:
+            raise CheckpointError("a non-zero field needs Born charges: pass born='.../born.ckpt'")
+        self._field = field
+        self.results = {}  # the field is not part of ASE's system state: invalidate cached results by hand
+
+    def set_reference(self, atoms, dipole=(0.0, 0.0, 0.0)):
+        """Structure R_ref whose cell dipole is ``dipole`` (e·Å): M is reported relative to it."""
+        self._reference = None
+        batch = self._batch(atoms)
+        born = self._born(batch) if self.born_model is not None else None
+        self._reference = {"positions": batch[K.POSITIONS].detach().clone(), "born": born,
+                           "numbers": atoms.numbers.copy(),
+                           "dipole": torch.as_tensor(dipole, dtype=self.dtype, device=self.device)}
+        self.results = {}
+
+    # --- evaluation ------------------------------------------------------------------------------------------
+    def _batch(self, atoms) -> dict:
+        layout = (tuple(atoms.numbers), tuple(atoms.pbc))
+        batch = atoms_to_batch([atoms], self.species, self.dtype, self.device, loc="FerroCalculator: ")
+        if layout != self._layout or self._edges is None or bool(
+                self.neighbours.stale(batch[K.POSITIONS], batch[K.CELL], batch[K.BATCH])):
+            self._edges = self.neighbours.build(batch[K.POSITIONS], batch[K.CELL], batch[K.PBC], batch[K.PTR],
+                                                loc="FerroCalculator: ")
+            self._layout = layout
+        batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = self._edges[0], self._edges[1].to(self.dtype)
+        return batch
+
+    def _born(self, batch):
+        if self._born_order is not None:
+            batch = {**batch, K.SPECIES: self._born_order[batch[K.SPECIES]]}
+        with torch.no_grad():
+            return self.born_model(batch)[K.BORN_CHARGES]
+
+    def _dipole(self, atoms, batch, born) -> torch.Tensor:
+        ref = self._reference
+        if ref is None or len(ref["numbers"]) != len(atoms) or (ref["numbers"] != atoms.numbers).any():
+            self.set_reference(atoms)
+            ref = self._reference
+        cell = batch[K.CELL][0]
+        delta = batch[K.POSITIONS] - ref["positions"]
+        periodic = batch[K.PBC][0]
+        if bool(periodic.any()):  # minimum image along periodic axes
+            frac = delta @ torch.linalg.inv(cell)
+            frac = torch.where(periodic, frac - torch.round(frac), frac)
+            delta = frac @ cell
+        return ref["dipole"] + torch.einsum("nab,nb->a", 0.5 * (ref["born"] + born), delta)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        if periodic and abs(atoms.cell.volume) < 1e-9:
+            raise DataError(f"FerroCalculator: structure {atoms.get_chemical_formula()} is periodic but has no cell "
+                            "(volume 0); set atoms.cell")
+        if ("stress" in properties or "polarization" in properties) and not periodic:
+            raise DataError(f"FerroCalculator: '{[p for p in properties if p in ('stress', 'polarization')][0]}' "
+                            f"needs a periodic cell, but {atoms.get_chemical_formula()} has pbc={atoms.pbc.tolist()}")
+        batch = self._batch(atoms)
+        out = predict({"energy": self.energy_model}, batch, compute_stress=periodic)
+        u0 = out[K.ENERGY][0]
+        forces = out[K.FORCES]
+        results = {"energy_zero_field": float(u0.detach())}
+        if self.born_model is not None:
+            born = self._born(batch)
+            dipole = self._dipole(atoms, batch, born)
+            field = self._field
+            forces = forces + field_forces(born, field.expand(born.shape[0], 3))
+            energy = u0 - (dipole.to(torch.float64) * field.to(torch.float64)).sum()
+            results["born_charges"] = born.detach().cpu().numpy()
+            results["dipole"] = dipole.detach().cpu().numpy()
+            if periodic:
+                results["polarization"] = results["dipole"] / abs(atoms.cell.volume)
+        else:
+            energy = u0
+        results["energy"] = results["free_energy"] = float(energy)
+        results["forces"] = forces.detach().cpu().numpy().astype(np.float64)
+        if periodic:
+            results["stress"] = full_3x3_to_voigt_6_stress(out[K.STRESS][0].detach().cpu().numpy())
+        self.results.update(results)
+
+    def get_born_charges(self, atoms=None) -> np.ndarray:
+        """Z* (N, 3, 3) in e, Z[a][b] = ∂F_b/∂E_a."""
+        return self.get_property("born_charges", atoms)
+
+    def get_polarization(self, atoms=None) -> np.ndarray:
+        """P = M/Ω (3,) in e/Å² relative to the reference structure."""
+        return self.get_property("polarization", atoms)
+
