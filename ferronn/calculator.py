@@ -161,14 +161,14 @@ class FerroCalculator(Calculator):
             dipole = self._dipole(atoms, batch, born)
             field = self._field
             forces = forces + field_forces(born, field.expand(born.shape[0], 3))
-            energy = u0 - (dipole.to(torch.float64) * field.to(torch.float64)).sum()
+            energy = u0.detach() - (dipole.to(torch.float64) * field.to(torch.float64)).sum()
             results["born_charges"] = born.detach().cpu().numpy()
             results["dipole"] = dipole.detach().cpu().numpy()
             if periodic:
                 results["polarization"] = results["dipole"] / abs(atoms.cell.volume)
         else:
             energy = u0
-        results["energy"] = results["free_energy"] = float(energy)
+        results["energy"] = results["free_energy"] = float(energy.detach())
         results["forces"] = forces.detach().cpu().numpy().astype(np.float64)
         if periodic:
             results["stress"] = full_3x3_to_voigt_6_stress(out[K.STRESS][0].detach().cpu().numpy())
