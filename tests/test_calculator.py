@@ -173,3 +173,43 @@ def test_from_checkpoints_and_dtype(qe_frames, models, tmp_path):
     atoms.calc = _calc(models)
     assert e32 == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
     assert atoms.calc.energy_model.dtype == torch.float64
+
+
+def test_forces_and_born_charges_rotate_with_the_structure(qe_frames, models, rng):
+    from scipy.spatial.transform import Rotation
+
+    atoms = _atoms(qe_frames[7], rng)
+    rot = Rotation.random(random_state=7).as_matrix()
+    turned = atoms.copy()
+    turned.positions = atoms.positions @ rot.T
+    turned.cell = atoms.cell.array @ rot.T
+    field = np.array([0.01, 0.02, -0.03])
+    out = []
+    for a, e in ((atoms, field), (turned, rot @ field)):
+        a.calc = _calc(models, field=e)
+        out.append((a.get_potential_energy(), a.get_forces(), a.calc.get_born_charges(a)))
+    assert out[1][0] == pytest.approx(out[0][0], abs=1e-9)
+    np.testing.assert_allclose(out[1][1], out[0][1] @ rot.T, atol=1e-9)
+    np.testing.assert_allclose(out[1][2], rot @ out[0][2] @ rot.T, atol=1e-9)
+
+
+def test_time_dependent_field_changed_between_ase_steps(qe_frames, models):
+    """A field switched on mid-run acts from the next force call: the change of force is exactly Z*ᵀΔE."""
+    atoms = _atoms(qe_frames[8])
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    calc = _calc(models)
+    atoms.calc = calc
+    dyn = VelocityVerlet(atoms, timestep=1.0 / ASE_TIME_UNIT_FS)
+    applied = []
+
+    def ramp():
+        calc.field = (0.0, 0.0, 0.002 * dyn.nsteps)
+        applied.append(calc.field[2])
+
+    dyn.attach(ramp, interval=1)
+    dyn.run(4)
+    f_field = atoms.get_forces().copy()
+    z, e = calc.get_born_charges(atoms), calc.field.copy()
+    calc.field = (0, 0, 0)
+    np.testing.assert_allclose(f_field - atoms.get_forces(), np.einsum("a,nab->nb", e, z), atol=1e-12)
+    assert applied[-1] == pytest.approx(0.008) and e[2] == pytest.approx(0.008)

@@ -1,4 +1,4 @@
-"""`python -m ferronn.md --config recipes/batio3_md.yaml [--set key=value] [--resume]`: run field MD; see README."""
+"""`python -m ferronn.md --config recipes/batio3_dielectric.yaml [--set key=value] [--resume]`: run field MD; see README."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The MD engine: replicas batched on one device, a step loop, on-the-fly observables, outputs and restarts.
 
-    sim = Simulation.from_config(load_md_config("recipes/batio3_md.yaml"))
+    sim = Simulation.from_config(load_md_config("recipes/batio3_dielectric.yaml"))
     sim.run()                      # or sim.run(steps) from Python; sim.summary() → averages and ε
 
 The loop itself is ``integrator(state, forces, dt)``; reading to the host happens only every ``log_every``
