@@ -17,8 +17,6 @@ field-induced clamped-ion stress −(1/Ω)E·∂M/∂ε is neglected: the stress
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
@@ -28,13 +26,9 @@ from . import keys as K
 from .data.graph import SpeciesTable, atoms_to_batch
 from .data.verlet import VerletList
 from .errors import CheckpointError, DataError
-from .field import as_field_vector, field_forces
-from .models import predict
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from .field import as_field_vector, dipole_increment, field_energy, field_forces
+from .config import resolve_device
+from .models import check_compatible, predict
 
 
 def _load(model, kind, device, dtype):
@@ -47,13 +41,6 @@ def _load(model, kind, device, dtype):
     return load(model, device=device, dtype=dtype, kind=kind)
 
 
-def compatible(energy_model, born_model: Optional[torch.nn.Module]) -> None:
-    """Raise CheckpointError when the two models cannot be used together (different elements); train them on the same data."""
-    if born_model is not None and sorted(born_model.atomic_numbers) != sorted(energy_model.atomic_numbers):
-        raise CheckpointError(f"energy and Born models know different elements ({energy_model.atomic_numbers} vs "
-                              f"{born_model.atomic_numbers})")
-
-
 class FerroCalculator(Calculator):
     """ferronn models behind ASE's calculator protocol (see the module docstring for the physics)."""
 
@@ -64,13 +51,13 @@ class FerroCalculator(Calculator):
                  **kwargs):
         """``model``/``born``: checkpoint paths (or loaded models); ``skin`` (Å) of the reused neighbour list."""
         super().__init__(**kwargs)
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device("auto" if device is None else str(device), "FerroCalculator device")
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         self.energy_model = _load(model, "energy", self.device, dtype)
         self.dtype = self.energy_model.dtype
         self.born_model = _load(born, "born", self.device, self.dtype) if born is not None else None
-        compatible(self.energy_model, self.born_model)
+        check_compatible(self.energy_model, self.born_model)
         numbers = self.energy_model.atomic_numbers
         self.species = SpeciesTable(numbers)
         self._born_order = None
@@ -139,7 +126,7 @@ class FerroCalculator(Calculator):
             frac = delta @ torch.linalg.inv(cell)
             frac = torch.where(periodic, frac - torch.round(frac), frac)
             delta = frac @ cell
-        return ref["dipole"] + torch.einsum("nab,nb->a", 0.5 * (ref["born"] + born), delta)
+        return ref["dipole"] + dipole_increment(ref["born"], born, delta, batch[K.BATCH], 1)[0]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -161,7 +148,7 @@ class FerroCalculator(Calculator):
             dipole = self._dipole(atoms, batch, born)
             field = self._field
             forces = forces + field_forces(born, field.expand(born.shape[0], 3))
-            energy = u0.detach() - (dipole.to(torch.float64) * field.to(torch.float64)).sum()
+            energy = u0.detach() + field_energy(dipole.to(torch.float64), field.to(torch.float64))
             results["born_charges"] = born.detach().cpu().numpy()
             results["dipole"] = dipole.detach().cpu().numpy()
             if periodic:

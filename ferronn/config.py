@@ -101,3 +101,26 @@ def _merge(base: dict, update: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def parse_overrides(items) -> dict:
+    """``--set key.path=value`` items → {'key.path': value}, values parsed as YAML (numbers, lists, booleans)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def resolve_device(name: str, key: str = "device"):
+    """'auto' → CUDA when available, else CPU; anything else as torch understands it (``key`` names the setting)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key} '{name}': CUDA is not available on this machine")
+    return device

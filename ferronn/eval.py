@@ -44,7 +44,7 @@ def run(args) -> dict:
     from .errors import CheckpointError, ConfigError
     from .models.checkpoint import load
     from .train.metrics import evaluate, format_table
-    from .train.run import resolve_device
+    from .config import resolve_device
 
     keymap = KeyMap()
     for item in args.keys:
@@ -53,7 +53,7 @@ def run(args) -> dict:
         if not sep or label not in labels:
             raise ConfigError(f"command line: --keys '{item}' must be LABEL=KEY with LABEL in {labels}")
         setattr(keymap, label, key or None)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     models = {}
     for path in args.checkpoint:
         model = load(path, device=device, dtype=args.dtype)

@@ -28,14 +28,10 @@ def parse_args(argv=None):
 
 
 def run(args) -> None:
+    from ..config import parse_overrides
     from .config import load_md_config
 
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_overrides(args.set)
     overrides.update({k: v for k, v in {"out": args.out, "steps": args.steps, "device": args.device}.items()
                       if v is not None})
     config = load_md_config(args.config, overrides)

@@ -25,6 +25,8 @@ from ..atomic import atomic_path, write_json
 from ..data.graph import SpeciesTable, atoms_to_batch
 from ..errors import CheckpointError, ConfigError, DataError
 from ..field import TimeDependentField, field_energy
+from ..config import resolve_device
+from ..models import check_compatible
 from ..models.checkpoint import atomic_torch_save
 from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
 from . import integrators
@@ -77,14 +79,6 @@ def initial_state(atoms_list, temperatures, fields, pressures, species: SpeciesT
         chain_momenta=torch.zeros((b, 3), dtype=dtype, device=device))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"md recipe: device '{name}' asked for, but no CUDA device is available")
-    return torch.device(name)
-
-
 class Simulation:
     """Batched replicas + force provider + integrator + accumulators (see the module docstring)."""
 
@@ -94,7 +88,7 @@ class Simulation:
 
     def __init__(self, config: MDConfig, energy_model, born_model, atoms, out: Optional[str] = None):
         self.config = cfg = config
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, "md recipe: device")
         self.dtype = getattr(torch, cfg.dtype)
         self.energy_model = energy_model.to(device=self.device, dtype=self.dtype).eval()
         self.born_model = born_model.to(device=self.device, dtype=self.dtype).eval() if born_model else None
@@ -131,8 +125,7 @@ class Simulation:
 
         energy = load(config.energy, kind="energy")
         born = load(config.born, kind="born") if config.born else None
-        if born is not None and sorted(born.atomic_numbers) != sorted(energy.atomic_numbers):
-            raise CheckpointError(f"'{config.energy}' and '{config.born}' know different elements")
+        check_compatible(energy, born)
         if not os.path.exists(config.structure):
             raise DataError(f"md recipe: structure file '{config.structure}' does not exist")
         try:

@@ -18,3 +18,12 @@ def predict(models: dict, batch: dict, compute_stress: bool = False, training: b
     if models.get("born") is not None:
         out.update(models["born"](batch))
     return out
+
+
+def check_compatible(energy_model, born_model) -> None:
+    """Raise CheckpointError when an energy and a Born model cannot drive one simulation (different elements)."""
+    from ..errors import CheckpointError
+
+    if born_model is not None and sorted(born_model.atomic_numbers) != sorted(energy_model.atomic_numbers):
+        raise CheckpointError(f"energy and Born models know different elements ({energy_model.atomic_numbers} vs "
+                              f"{born_model.atomic_numbers}); train them on the same data")

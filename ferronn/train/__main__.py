@@ -28,14 +28,9 @@ def parse_args(argv=None):
 
 
 def overrides_from_args(args) -> dict:
-    from ..errors import ConfigError
+    from ..config import parse_overrides
 
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_overrides(args.set)
     named = {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
              "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger}
     overrides.update({k: v for k, v in named.items() if v is not None})

@@ -13,6 +13,7 @@ from ase.data import chemical_symbols
 
 from .. import keys as K
 from ..atomic import atomic_path, write_json
+from ..config import resolve_device
 from ..data.datamodule import FrameDataModule
 from ..data.stats import reference_asr_residual
 from ..errors import ConfigError
@@ -26,16 +27,6 @@ from .plots import born_parity_plot, parity_plot
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISION = {"float32": "32-true", "float64": "64-true"}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else as torch understands it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device '{name}': CUDA is not available on this machine")
-    return device
 
 
 def _sha256(path) -> str:
@@ -112,7 +103,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     out = config.out_dir()
     cfg = config.train
     dtype = DTYPES[cfg.dtype]
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "train.device")
     last = os.path.join(out, "checkpoints", "last.ckpt")
     if resume and not os.path.exists(last):
         raise ConfigError(f"--resume: no resumable checkpoint at '{last}' (was the run started with this --out?)")
