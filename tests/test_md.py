@@ -235,3 +235,19 @@ def test_md_recipe_errors_name_the_key(tmp_path):
     bad.write_text("ensemble: nvx\n")
     with pytest.raises(ConfigError, match="ensemble"):
         load_md_config(str(bad))
+
+
+def test_dielectric_classifies_replicas_by_field_amplitude(tmp_path):
+    """A sine field is zero at t = 0: its replicas must not enter the zero-field fluctuation estimator, and
+    oscillating ±E replicas are not a finite-field pair."""
+    cell = 4.0 * np.eye(3)
+    atoms = ase.Atoms("BaTiO3", scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]],
+                      cell=cell, pbc=True)
+    energy = HarmonicModel(atoms.positions, [2.0, 3.0, 1.5, 1.5, 1.5], atoms.numbers)
+    born = ConstantBornModel(torch.tensor(np.array(Z_CUBIC)), atoms.numbers)
+    cfg = _config(ensemble="nvt_langevin", fields=[[0, 0, 0], [0, 0, 0.05], [0, 0, -0.05]], field_kind="sine",
+                  field_period_fs=100.0)
+    sim = Simulation(cfg, energy, born, atoms, out=str(tmp_path))
+    assert sim.dielectric.zero == [0] and sim.dielectric.pairs == []
+    cfg.field_kind = "constant"
+    assert Simulation(cfg, energy, born, atoms, out=str(tmp_path)).dielectric.pairs == [(1, 2, 2)]

@@ -15,9 +15,8 @@ import csv
 import functools
 import os
 import time
-from typing import List, Optional
+from typing import Optional
 
-import numpy as np
 import torch
 
 from .. import keys as K
@@ -33,7 +32,7 @@ from . import integrators
 from .config import MDConfig
 from .forces import ModelForces
 from .observables import BlockAverage, Dielectric
-from .state import MDState, kinetic_energy, pressure_tensor, temperature, volumes
+from .state import MDState, kinetic_energy, pressure, temperature, volumes
 
 RESTART_VERSION = 1
 
@@ -111,9 +110,10 @@ class Simulation:
         self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover")
         self.state = self.forces(self.state)
         block = cfg.dielectric.block
-        self.dielectric = Dielectric(self.state.field, self.state.temperature_target, cfg.dielectric.eps_inf, block)
-        self.averages = {name: BlockAverage(block) for name in ("temperature", "polarization", "pressure",
-                                                                 "cell_lengths")}
+        # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
+        self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, cfg.dielectric.eps_inf, block,
+                                     constant_field=cfg.field_kind == "constant")
+        self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths")}
         self.steps_done = 0
         self.wall_s = 0.0
 
@@ -164,8 +164,7 @@ class Simulation:
         omega = volumes(s)
         self.dielectric.add(s.dipole, omega)
         self.averages["temperature"].add(temperature(s, self.momentum_conserved))
-        self.averages["polarization"].add(s.dipole / omega[:, None])
-        self.averages["pressure"].add(torch.diagonal(pressure_tensor(s), dim1=-2, dim2=-1).mean(-1) * EV_PER_A3_TO_GPA)
+        self.averages["pressure"].add(pressure(s) * EV_PER_A3_TO_GPA)
         self.averages["cell_lengths"].add(s.cell.norm(dim=-1))
 
     # --- the loop -------------------------------------------------------------------------------------------------
@@ -189,7 +188,8 @@ class Simulation:
                 self._write_frames()
             if cfg.restart_every and n % cfg.restart_every == 0:
                 self.save_restart()
-            bar.update(1) if bar is not None else None
+            if bar is not None:
+                bar.update(1)
         self.wall_s += time.perf_counter() - start
         if bar is not None:
             bar.close()
@@ -203,9 +203,9 @@ class Simulation:
         temp = temperature(s, self.momentum_conserved).cpu()
         omega = volumes(s)
         pol = (s.dipole / omega[:, None] * E_PER_A2_TO_UC_PER_CM2).cpu()
-        pressure = (torch.diagonal(pressure_tensor(s), dim1=-2, dim2=-1).mean(-1) * EV_PER_A3_TO_GPA).cpu()
+        p_gpa = (pressure(s) * EV_PER_A3_TO_GPA).cpu()
         rows = zip(temp.tolist(), s.temperature_target.cpu().tolist(), s.energy.cpu().tolist(),
-                   kinetic_energy(s).cpu().tolist(), self.enthalpy().cpu().tolist(), pressure.tolist(),
+                   kinetic_energy(s).cpu().tolist(), self.enthalpy().cpu().tolist(), p_gpa.tolist(),
                    omega.cpu().tolist(), s.field.cpu().tolist(), s.dipole.cpu().tolist(), pol.tolist(),
                    s.cell.norm(dim=-1).cpu().tolist())
         path = os.path.join(self.out, "log.csv")
@@ -219,7 +219,7 @@ class Simulation:
                                  f"{h:.6f}", f"{p:.5f}", f"{v:.4f}", *e, *[f"{x:.6f}" for x in m],
                                  *[f"{x:.4f}" for x in pp], *[f"{x:.5f}" for x in abc]])
         if bar is not None:
-            post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(pressure.mean()):.2f}GPa"}
+            post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(p_gpa.mean()):.2f}GPa"}
             eps = self.dielectric.fluctuation() or self.dielectric.finite_field()
             if eps is not None:
                 post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
@@ -249,7 +249,7 @@ class Simulation:
                "wall_s": self.wall_s,
                "atom_steps_per_s": self.steps_done * int(s.num_atoms.sum()) / self.wall_s if self.wall_s else None,
                "temperatures_K": s.temperature_target.cpu().tolist(), "fields_V_per_A": s.field.cpu().tolist()}
-        for name, avg in self.averages.items():
+        for name, avg in (*self.averages.items(), ("polarization", self.dielectric.polarization)):
             if avg.count:
                 out[name] = {"mean": avg.mean().cpu().tolist(), "error": avg.error().cpu().tolist()}
         for name, value in (("epsilon_fluctuation", self.dielectric.fluctuation()),
@@ -327,8 +327,3 @@ def _progress(steps: int, enabled: bool):
 
     return tqdm(total=steps, unit="step", dynamic_ncols=True)
 
-
-def positions_by_replica(state: MDState) -> List[np.ndarray]:
-    """Per-replica positions (host arrays), e.g. for comparisons in tests."""
-    pos, ptr = state.positions.detach().cpu().numpy(), state.ptr.tolist()
-    return [pos[ptr[b]:ptr[b + 1]] for b in range(state.num_replicas)]

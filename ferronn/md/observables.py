@@ -93,11 +93,15 @@ def field_pairs(fields: torch.Tensor, temperatures: torch.Tensor, tol: float = 1
 
 
 class Dielectric:
-    """ε from zero-field replicas (fluctuations of M) and from ±E replica pairs (mean P), accumulated per sample."""
+    """ε from zero-field replicas (fluctuations of M) and from ±E replica pairs (mean P), accumulated per sample.
 
-    def __init__(self, fields: torch.Tensor, temperatures: torch.Tensor, eps_inf, block: int):
+    ``fields`` (B, 3) are the replicas' field amplitudes; ±E pairs count only when the fields are constant.
+    """
+
+    def __init__(self, fields: torch.Tensor, temperatures: torch.Tensor, eps_inf, block: int,
+                 constant_field: bool = True):
         self.zero = [i for i in range(fields.shape[0]) if not bool(fields[i].abs().gt(0).any())]
-        self.pairs = field_pairs(fields, temperatures)
+        self.pairs = field_pairs(fields, temperatures) if constant_field else []
         self.fields, self.temperatures = fields.detach().clone(), temperatures.detach().clone()
         self.eps_inf = torch.as_tensor(eps_inf, dtype=torch.float64).expand(3, 3).clone()
         self.m = BlockAverage(block)

@@ -102,3 +102,8 @@ def pressure_tensor(state: MDState) -> torch.Tensor:
     kinetic = torch.zeros((state.num_replicas, 3, 3), dtype=mv2.dtype, device=mv2.device).index_add(
         0, state.batch, mv2)
     return -state.stress + kinetic / volumes(state)[:, None, None]
+
+
+def pressure(state: MDState) -> torch.Tensor:
+    """Scalar pressure p = tr(P)/3 (B,) in eV/Å³ of the pressure tensor above."""
+    return torch.diagonal(pressure_tensor(state), dim1=-2, dim2=-1).mean(-1)
