@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
+
+from timing import interleaved_medians  # benchmarks/timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -47,10 +47,6 @@ def main():
 
     batch = batch_to(collate(dm.graphs["train"][: args.frames], dtype), device)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     def energy_step():
         energy(batch, compute_forces=True, compute_stress=True)
 
@@ -58,17 +54,8 @@ def main():
         with torch.no_grad():
             born(batch)
 
-    for fn in (energy_step, born_step):  # warm-up (first calls build e3nn/opt_einsum paths)
-        fn(), fn()
-    times = {"energy": [], "born": []}
-    for _ in range(args.repeats):
-        for name, fn in (("energy", energy_step), ("born", born_step)):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    e, b = statistics.median(times["energy"]), statistics.median(times["born"])
+    medians = interleaved_medians({"energy": energy_step, "born": born_step}, args.repeats, device)
+    e, b = medians["energy"], medians["born"]
     n_atoms = int(batch["num_atoms"].sum())
     print(f"{args.frames} structures, {n_atoms} atoms, {batch['edge_index'].shape[1]} edges, {cfg.train.dtype}, "
           f"{device}: energy forward+backward {e * 1e3:.1f} ms, Born forward {b * 1e3:.1f} ms")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
+
+from timing import interleaved_medians  # benchmarks/timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,10 +43,6 @@ def main():
     batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = edges, shifts
     rng = np.random.default_rng(0)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     def raw():
         calc.energy_model(batch, compute_forces=True, compute_stress=True)
         with torch.no_grad():
@@ -57,17 +53,8 @@ def main():
         atoms.calc = calc
         atoms.get_forces(), atoms.get_stress()
 
-    for fn in (raw, call):
-        fn(), fn()
-    times = {"raw": [], "calculator": []}
-    for _ in range(args.repeats):
-        for name, fn in (("raw", raw), ("calculator", call)):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    raw_s, calc_s = statistics.median(times["raw"]), statistics.median(times["calculator"])
+    medians = interleaved_medians({"raw": raw, "calculator": call}, args.repeats, device)
+    raw_s, calc_s = medians["raw"], medians["calculator"]
     print(f"{len(atoms)} atoms, {args.device}: raw models {raw_s * 1e3:.1f} ms, calculator {calc_s * 1e3:.1f} ms, "
           f"neighbour builds {calc.neighbours.builds}")
     print(json.dumps({"benchmark": "calculator_overhead", "atoms": len(atoms), "device": args.device,
