@@ -105,7 +105,8 @@ class FerroCalculator(Calculator):
             self._edges = self.neighbours.build(batch[K.POSITIONS], batch[K.CELL], batch[K.PBC], batch[K.PTR],
                                                 loc="FerroCalculator: ")
             self._layout = layout
-        batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = self._edges[0], self._edges[1].to(self.dtype)
+        batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = self.neighbours.within_cutoff(
+            batch[K.POSITIONS], batch[K.CELL], batch[K.BATCH], self._edges[0], self._edges[1].to(self.dtype))
         return batch
 
     def _born(self, batch):

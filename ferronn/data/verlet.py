@@ -58,3 +58,14 @@ class VerletList:
         eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
         strain = torch.linalg.matrix_norm(deformation - eye, ord=2)
         return ((2 * max_moved + (self.cutoff + self.skin) * strain) >= fraction * self.skin).any()
+
+    def within_cutoff(self, positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor,
+                      edge_index: torch.Tensor, unit_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The listed pairs closer than ``cutoff`` now: skin pairs add no energy but cost model time. Boolean
+        indexing reads the count to the host, so callers outside a device-side MD loop use it (the calculator)."""
+        from ..models.autograd import cartesian_shifts
+
+        shifts = cartesian_shifts(unit_shifts.to(positions.dtype), cell, batch, edge_index)
+        lengths = (positions[edge_index[1]] - positions[edge_index[0]] + shifts).norm(dim=-1)
+        keep = lengths < self.cutoff
+        return edge_index[:, keep], unit_shifts[keep]
