@@ -19,6 +19,11 @@ class CheckpointError(FerronnError, ValueError):
     """A file that is not a loadable ferronn checkpoint (or is tampered with, or of another kind)."""
 
 
+class SimulationError(FerronnError, RuntimeError):
+    """An MD run that left physical ground (non-finite numbers, atoms on top of each other); the message says
+    which replica, at which step, and where the last good frame was saved."""
+
+
 def where(path, frame=None, key=None) -> str:
     """Location prefix used by every data error: "file 'x.xyz', frame 3, key 'forces'"."""
     parts = [f"file '{path}'"]

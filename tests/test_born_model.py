@@ -8,7 +8,6 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ferronn import keys as K
-from ferronn.data.graph import SpeciesTable
 from ferronn.data.stats import born_statistics
 from ferronn.models.born import BornModel, BornModelConfig, acoustic_sum_rule
 from ferronn.models.energy import default_dtype

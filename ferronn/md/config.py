@@ -19,6 +19,7 @@ class DielectricConfig:
     fluctuation: bool = True  # ε from the dipole fluctuations of the zero-field replicas
     finite_field: bool = False  # add ±E replicas along x, y, z per temperature
     field: float = 0.005  # V/Å, amplitude of the ±E replicas
+    linearity_check: bool = False  # also ±E/2 replicas: ε at |E|/2 must agree with ε at |E| (linear response)
     eps_inf: float = 1.0  # electronic ε∞ (isotropic), added to both estimators
     block: int = 50  # samples per block for the error bars
 
@@ -47,6 +48,8 @@ class MDConfig:
     skin: float = 0.5  # Å, Verlet skin of the neighbour lists
     neighbour_check_every: int = 1  # steps between neighbour-list checks (each check reads one flag to the host)
     born_every: int = 1  # steps between Z* evaluations (the same Z* is used in forces and ΔM)
+    guard_every: int = 10  # steps between checks for NaN/inf and atoms closer than min_distance (0: never)
+    min_distance: float = 0.5  # Å
     sample_every: int = 1  # steps between samples of the averages and ε
     log_every: int = 10
     trajectory_every: int = 100

@@ -22,7 +22,7 @@ import torch
 from .. import keys as K
 from ..atomic import atomic_path, write_json
 from ..data.graph import SpeciesTable, atoms_to_batch
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, SimulationError
 from ..field import TimeDependentField, field_energy
 from ..config import resolve_device
 from ..models import check_compatible
@@ -46,11 +46,13 @@ def replica_table(cfg: MDConfig):
                 raise ConfigError(f"md recipe: key 'fields' must hold [Ex, Ey, Ez] lists in V/Å, got {f}")
             table += [(float(t), [float(x) for x in f])] * cfg.copies
         if cfg.dielectric.finite_field:
-            for axis in range(3):
-                for sign in (1.0, -1.0):
-                    e = [0.0, 0.0, 0.0]
-                    e[axis] = sign * cfg.dielectric.field
-                    table += [(float(t), e)] * cfg.copies
+            amplitudes = [cfg.dielectric.field] + ([cfg.dielectric.field / 2] if cfg.dielectric.linearity_check else [])
+            for amplitude in amplitudes:
+                for axis in range(3):
+                    for sign in (1.0, -1.0):
+                        e = [0.0, 0.0, 0.0]
+                        e[axis] = sign * amplitude
+                        table += [(float(t), e)] * cfg.copies
     return table
 
 
@@ -116,6 +118,7 @@ class Simulation:
         self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths")}
         self.steps_done = 0
         self.wall_s = 0.0
+        self._last_good = (0, self.state)  # (step, state) of the last guard check that passed
 
     @classmethod
     def from_config(cls, config: MDConfig) -> "Simulation":
@@ -180,6 +183,8 @@ class Simulation:
             self.state = self.step_fn(self.state, self.forces)
             self.steps_done += 1
             n = self.steps_done
+            if cfg.guard_every and n % cfg.guard_every == 0:
+                self._guard(bar)
             if n > cfg.equilibration_steps and n % cfg.sample_every == 0:
                 self._sample()
             if n % cfg.log_every == 0:
@@ -225,20 +230,61 @@ class Simulation:
                 post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
             bar.set_postfix(post, refresh=False)
 
-    def _write_frames(self):
+    # --- guard --------------------------------------------------------------------------------------------------
+    def unphysical(self, state: Optional[MDState] = None) -> torch.Tensor:
+        """(B,) int8 on the device: 0 fine, 1 a non-finite position/momentum/energy/force/dipole, 2 two atoms
+        closer than ``min_distance`` Å (the energy model's neighbour list holds every pair within its cutoff)."""
+        from ..models.autograd import cartesian_shifts
+
+        s = self.state if state is None else state
+        b = s.num_replicas
+        bad_atom = ~torch.isfinite(torch.cat([s.positions, s.momenta, s.forces], dim=-1)).all(dim=-1)
+        bad = torch.zeros(b, dtype=torch.int64, device=bad_atom.device).index_add(0, s.batch, bad_atom.to(torch.int64))
+        finite = (bad == 0) & torch.isfinite(s.energy) & torch.isfinite(s.dipole).all(dim=-1)
+        edge_index, unit_shifts = self.forces._edges["energy"]
+        shifts = cartesian_shifts(unit_shifts.to(s.positions.dtype), s.cell, s.batch, edge_index)
+        lengths = (s.positions[edge_index[1]] - s.positions[edge_index[0]] + shifts).norm(dim=-1)
+        close = torch.zeros(b, dtype=torch.int64, device=finite.device).index_add(
+            0, s.batch[edge_index[0]], (lengths < self.config.min_distance).to(torch.int64)) > 0
+        return torch.where(~finite, 1, torch.where(close, 2, 0)).to(torch.int8)
+
+    def _guard(self, bar=None):
+        """Stop on a broken replica (one host read per check), saving every replica's last good frame."""
+        code = self.unphysical()
+        if not bool(code.any()):
+            self._last_good = (self.steps_done, self.state)
+            return
+        if bar is not None:
+            bar.close()
+        step, good = self._last_good
+        os.makedirs(self.out, exist_ok=True)
+        path = os.path.join(self.out, "last_good.extxyz")
+        with atomic_path(path) as tmp:
+            self._write_frames(good, step, lambda b: tmp)
+        why = {1: "non-finite positions, momenta, energy, forces or dipole (NaN/inf)",
+               2: f"two atoms closer than {self.config.min_distance} Å"}
+        problems = "; ".join(f"replica {b}: {why[c]}" for b, c in enumerate(code.tolist()) if c)
+        raise SimulationError(f"MD stopped at step {self.steps_done}: {problems}. The last good frame of every "
+                              f"replica (step {step}) is in '{path}'; lower dt_fs, check the structure, or "
+                              f"train the model on such configurations.")
+
+    def _write_frames(self, state: Optional[MDState] = None, step: Optional[int] = None, path_of=None):
+        """Append one extxyz frame per replica (to trajectory_r{b}.extxyz unless ``path_of(b)`` says otherwise)."""
         import ase
         import ase.io
 
-        s = self.state
+        s = self.state if state is None else state
+        step = self.steps_done if step is None else step
+        path_of = path_of or (lambda b: os.path.join(self.out, f"trajectory_r{b}.extxyz"))
         pos, cell, z = s.positions.detach().cpu().numpy(), s.cell.cpu().numpy(), s.atomic_numbers.cpu().numpy()
         mom, ptr = s.momenta.detach().cpu().numpy(), s.ptr.tolist()
         for b in range(s.num_replicas):
             lo, hi = ptr[b], ptr[b + 1]
             atoms = ase.Atoms(numbers=z[lo:hi], positions=pos[lo:hi], cell=cell[b], pbc=s.pbc[b].cpu().numpy())
             atoms.set_momenta(mom[lo:hi] * ASE_TIME_UNIT_FS)  # amu·Å/fs → ASE's amu·Å/(Å·sqrt(amu/eV))
-            atoms.info.update(step=self.steps_done, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
+            atoms.info.update(replica=b, step=step, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
                               field=s.field[b].cpu().numpy(), temperature_target=float(s.temperature_target[b]))
-            ase.io.write(os.path.join(self.out, f"trajectory_r{b}.extxyz"), atoms, format="extxyz", append=True)
+            ase.io.write(path_of(b), atoms, format="extxyz", append=True)
 
     # --- results ----------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -252,8 +298,10 @@ class Simulation:
         for name, avg in (*self.averages.items(), ("polarization", self.dielectric.polarization)):
             if avg.count:
                 out[name] = {"mean": avg.mean().cpu().tolist(), "error": avg.error().cpu().tolist()}
+        half = self.dielectric.finite_field(cfg.dielectric.field / 2) if cfg.dielectric.linearity_check else None
         for name, value in (("epsilon_fluctuation", self.dielectric.fluctuation()),
-                            ("epsilon_finite_field", self.dielectric.finite_field())):
+                            ("epsilon_finite_field", self.dielectric.finite_field()),
+                            ("epsilon_finite_field_half", half)):
             if value is not None:
                 out[name] = {"mean": value[0].cpu().tolist(), "error": value[1].cpu().tolist()}
         return out

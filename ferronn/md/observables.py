@@ -127,17 +127,22 @@ class Dielectric:
         eps = self.eps_inf.to(cov.device) + (cov * scale).mean(0)
         return eps, ((err * scale) ** 2).sum(0).sqrt() / len(self.zero)
 
-    def finite_field(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """ε (3, 3) and its error from the ±E pairs; columns without a pair are NaN."""
+    def finite_field(self, amplitude: Optional[float] = None) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """ε (3, 3) and its error from the ±E pairs of field ``amplitude`` V/Å (default: the largest one, so
+        ±E/2 replicas in the same batch are a separate linearity check); columns without a pair are NaN."""
         if not self.pairs or len(self.polarization.block_means()) < 2:
+            return None
+        amplitudes = [float(self.fields[plus, b]) for plus, _, b in self.pairs]
+        amplitude = max(amplitudes) if amplitude is None else amplitude
+        pairs = [pair for pair, a in zip(self.pairs, amplitudes) if abs(a - amplitude) <= 1e-9 * amplitude]
+        if not pairs:
             return None
         p_mean, p_err = self.polarization.mean(), self.polarization.error()
         eps = torch.full((3, 3), float("nan"), dtype=torch.float64)
         var = torch.zeros((3, 3), dtype=torch.float64)
         count = torch.zeros(3, dtype=torch.float64)
         sums = torch.zeros((3, 3), dtype=torch.float64)
-        for plus, minus, b in self.pairs:
-            amplitude = float(self.fields[plus, b])
+        for plus, minus, b in pairs:
             column = (p_mean[plus] - p_mean[minus]).cpu() / (2 * EPSILON0_E_PER_V_A * amplitude)
             sums[:, b] += column
             var[:, b] += ((p_err[plus] ** 2 + p_err[minus] ** 2).cpu()) / (2 * EPSILON0_E_PER_V_A * amplitude) ** 2

@@ -4,6 +4,8 @@
   U = Σ_κ ½ k_κ |u_κ|², u = r − r0 (positions unwrapped, as the MD engine keeps them). Exact: ⟨u_κ⟩ = Z*_κᵀE/k_κ and ⟨δu δuᵀ⟩ = k_BT/k_κ.
 - ``ConstantBornModel``: Z*_κ a fixed tensor per atom, Σ_κ Z*_κ = 0 (acoustic sum rule).
 Together: ε = ε∞ + Σ_κ Z*_κ Z*_κᵀ / (k_κ ε0 Ω), for both the fluctuation and the finite-field estimators.
+- ``LennardJonesModel``: a shifted-force 12-6 pair potential with forces and stress from ``models.autograd``, for
+  checks that need a real equation of state (thermostats on an anharmonic solid, the NPT barostat).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 import torch
 
 from .. import keys as K
+from .autograd import SHIFTS, energy_forces_stress
 
 
 class HarmonicModel(torch.nn.Module):
@@ -69,3 +72,40 @@ class ConstantBornModel(torch.nn.Module):
         n_ref = self.born.shape[0]
         local = torch.arange(batch[K.POSITIONS].shape[0], device=self.born.device) - batch[K.PTR][batch[K.BATCH]]
         return {K.BORN_CHARGES: self.born[local % n_ref]}
+
+
+class LennardJonesModel(torch.nn.Module):
+    """U = ½ Σ_{i≠j} φ(r_ij), φ the 12-6 potential (ε eV, σ Å) shifted so φ and φ' vanish at ``r_max`` (Å)."""
+
+    kind = "energy"
+
+    def __init__(self, epsilon: float, sigma: float, atomic_numbers: Sequence[int], r_max: float):
+        super().__init__()
+        self.epsilon, self.sigma, self.r_max = float(epsilon), float(sigma), float(r_max)
+        self.atomic_numbers = sorted(set(int(z) for z in atomic_numbers))
+        self.register_buffer("_dtype_marker", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def dtype(self):
+        return self._dtype_marker.dtype
+
+    def _phi(self, r):
+        s6 = (self.sigma / r) ** 6
+        return 4 * self.epsilon * (s6 * s6 - s6)
+
+    def energy(self, batch):
+        sender, receiver = batch[K.EDGE_INDEX]
+        vec = batch[K.POSITIONS][receiver] - batch[K.POSITIONS][sender] + batch[SHIFTS]
+        r = vec.norm(dim=-1)
+        rc = torch.as_tensor(self.r_max, dtype=r.dtype, device=r.device).requires_grad_(True)
+        phi_c = self._phi(rc)
+        (dphi_c,) = torch.autograd.grad(phi_c, rc)
+        pair = self._phi(r) - phi_c.detach() - (r - self.r_max) * dphi_c
+        pair = torch.where(r < self.r_max, pair, torch.zeros_like(pair))
+        b = batch[K.NUM_ATOMS].shape[0]
+        energy = torch.zeros(b, dtype=torch.float64, device=r.device).index_add(
+            0, batch[K.BATCH][sender], 0.5 * pair.to(torch.float64))
+        return {K.ENERGY: energy}
+
+    def forward(self, batch, compute_forces=True, compute_stress=False, training=False):
+        return energy_forces_stress(self.energy, batch, compute_forces, compute_stress, training)

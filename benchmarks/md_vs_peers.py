@@ -1,0 +1,175 @@
+"""ferronn's MD engine against its peers, same MACE weights, float32, NVE at dt = 1 fs, all in one run.
+
+    python benchmarks/md_vs_peers.py [--device cpu] [--steps 10] [--repeats 3] [--sizes 1 2 4]
+                                     [--checkpoints checkpoints/batio3-allegro-pol]
+
+Structures: the 135-atom BaTiO3 cell of ../shared (allegro-pol frame 0) repeated n×n×n (135, 1080, 8640 atoms).
+Peers: ASE's VelocityVerlet with mace-torch's MACECalculator (the energy model's own mace module) and TorchSim
+(torch-sim-atomistic 0.3.0, `ts.nve` with its MaceModel). Every contender computes energy, forces and stress.
+Figures (medians of --repeats interleaved rounds):
+
+- vs_ase, vs_torchsim: ferronn steps/s ÷ the peer's, one 2×2×2 (1080-atom) cell, plain MD (no field).
+- batched_vs_ase: six 135-atom replicas at ±E along x, y, z (field MD with the Born model) in one ferronn batch
+  ÷ the same six run one after another by ASE with ferronn's FerroCalculator (MACECalculator has no field).
+- field_overhead: ferronn field-MD step (energy forward+backward + Born forward + field terms) ÷ plain step,
+  1080 atoms.
+- loop_overhead: fraction of a ferronn field-MD step spent outside the two model calls (1080 atoms).
+- per_atom_step_spread: max/min over the sizes of ferronn's time per atom-step (plain MD).
+
+The last line is one JSON object with these keys and the raw atom-steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import interleaved_medians  # benchmarks/timing.py, beside this script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
+FIELD = 0.005  # V/Å, as in recipes/batio3_dielectric.yaml
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoints", default=os.path.join(ROOT, "checkpoints", "batio3-allegro-pol"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=10, help="MD steps per timed call")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4], help="n of the n×n×n repeats")
+    p.add_argument("--batched-replicas", type=int, default=6, help="the ±E x,y,z replicas (6) or a multiple")
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+
+    import ase.io
+    from ase.md.verlet import VelocityVerlet
+    from mace.calculators import MACECalculator
+
+    from ferronn import FerroCalculator
+    from ferronn.md.config import MDConfig
+    from ferronn.md.engine import Simulation
+    from ferronn.models.checkpoint import load
+    from ferronn.units import ASE_TIME_UNIT_FS
+
+    device, dtype = torch.device(args.device), torch.float32
+    energy = load(os.path.join(args.checkpoints, "energy.ckpt")).to(device=device, dtype=dtype)
+    born = load(os.path.join(args.checkpoints, "born.ckpt")).to(device=device, dtype=dtype)
+    base = ase.io.read(STRUCTURE, index=0)
+    big = base.repeat(2)
+    out = tempfile.mkdtemp()
+
+    def ferronn_md(atoms, fields, with_born):
+        cfg = MDConfig(ensemble="nve", steps=0, equilibration_steps=0, log_every=10 ** 9, trajectory_every=0,
+                       restart_every=0, device=str(device), dtype="float32", fields=fields, dt_fs=1.0, seed=0)
+        sim = Simulation(cfg, energy, born if with_born else None, atoms, out=out)
+        return sim, (lambda: sim.run(args.steps, progress=False))
+
+    def ase_md(atoms, calc):
+        a = atoms.copy()
+        a.calc = calc
+        a.set_momenta(_maxwell(a, 300.0))
+        dyn = VelocityVerlet(a, timestep=1.0 / ASE_TIME_UNIT_FS)
+        return lambda: dyn.run(args.steps)
+
+    def torchsim_md(atoms):
+        import torch_sim as ts
+        from torch_sim.models.mace import MaceModel
+
+        model = MaceModel(copy.deepcopy(energy.mace), device=device, dtype=dtype, compute_stress=True)
+        state = ts.initialize_state(atoms, device=device, dtype=dtype)
+        kT = torch.tensor(300.0 * ts.units.MetalUnits.temperature, device=device, dtype=dtype)
+        dt = torch.tensor(1.0 / ASE_TIME_UNIT_FS, device=device, dtype=dtype)  # TorchSim's metal time = ASE's
+        init, update = ts.nve(model, dt=dt, kT=kT, seed=0)
+        holder = [init(state)]
+
+        def run():
+            for _ in range(args.steps):
+                holder[0] = update(holder[0], dt=dt)
+        return run
+
+    mace_calc = MACECalculator(models=copy.deepcopy(energy.mace), device=str(device), default_dtype="float32")
+
+    # 1. One 1080-atom cell: ferronn vs ASE+MACECalculator vs TorchSim; ferronn with a field and Born charges.
+    plain_sim, plain = ferronn_md(big, [[0.0, 0.0, 0.0]], False)
+    field_sim, field = ferronn_md(big, [[0.0, 0.0, FIELD]], True)
+    contenders = {"ferronn": plain, "ferronn_field": field, "ase": ase_md(big, mace_calc),
+                  "torchsim": torchsim_md(big), "model_calls": _model_calls(field_sim, args.steps)}
+    t = interleaved_medians(contenders, args.repeats, device)
+    n_big = len(big)
+
+    # 2. Six field replicas ±E along x, y, z: one ferronn batch vs six ASE runs one after another.
+    fields = [[s * FIELD if i == axis else 0.0 for i in range(3)] for axis in range(3) for s in (1, -1)]
+    fields = (fields * (args.batched_replicas // 6 + 1))[: args.batched_replicas]
+    _, batched = ferronn_md(base, fields, True)
+    singles = [ase_md(base, FerroCalculator(energy, born=born, device=str(device), dtype=dtype, field=f))
+               for f in fields]
+    tb = interleaved_medians({"ferronn_batched": batched, "ase_sequential": lambda: [r() for r in singles]},
+                             args.repeats, device)
+
+    # 3. Time per atom-step over sizes (plain ferronn MD).
+    per_atom = {}
+    for n in args.sizes:
+        atoms = base.repeat(n)
+        _, run = ferronn_md(atoms, [[0.0, 0.0, 0.0]], False)
+        per_atom[len(atoms)] = interleaved_medians({"x": run}, args.repeats, device)["x"] / (args.steps * len(atoms))
+
+    rate = lambda seconds, atoms: args.steps * atoms / seconds  # noqa: E731  (atom-steps/s)
+    result = {
+        "benchmark": "md_vs_peers", "device": str(device), "dtype": "float32", "steps": args.steps,
+        "repeats": args.repeats, "checkpoints": os.path.relpath(args.checkpoints, ROOT),
+        "vs_ase": t["ase"] / t["ferronn"], "vs_torchsim": t["torchsim"] / t["ferronn"],
+        "batched_vs_ase": tb["ase_sequential"] / tb["ferronn_batched"],
+        "field_overhead": t["ferronn_field"] / t["ferronn"],
+        "loop_overhead": 1.0 - t["model_calls"] / t["ferronn_field"],
+        "per_atom_step_spread": max(per_atom.values()) / min(per_atom.values()),
+        "atom_steps_per_s": {"ferronn_1080": rate(t["ferronn"], n_big), "ferronn_field_1080": rate(t["ferronn_field"], n_big),
+                             "ase_mace_1080": rate(t["ase"], n_big), "torchsim_1080": rate(t["torchsim"], n_big),
+                             "ferronn_batched_6x135": rate(tb["ferronn_batched"], len(base) * len(fields)),
+                             "ase_sequential_6x135": rate(tb["ase_sequential"], len(base) * len(fields)),
+                             **{f"ferronn_{n}": 1.0 / s for n, s in per_atom.items()}},
+        "steps_per_s_135": 1.0 / (per_atom.get(len(base), float("nan")) * len(base)),
+        "neighbour_rebuilds_1080": plain_sim.forces.rebuilds,
+    }
+    for key in ("vs_ase", "vs_torchsim", "batched_vs_ase", "field_overhead", "loop_overhead", "per_atom_step_spread"):
+        print(f"{key:>22}: {result[key]:.3f}")
+    for key, value in result["atom_steps_per_s"].items():
+        print(f"{key:>22}: {value:10.1f} atom-steps/s")
+    print(json.dumps(result))
+
+
+def _maxwell(atoms, temperature_k):
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    a = atoms.copy()
+    MaxwellBoltzmannDistribution(a, temperature_K=temperature_k, rng=__import__("numpy").random.default_rng(0))
+    return a.get_momenta()
+
+
+def _model_calls(sim, steps):
+    """The two model calls of a field-MD step on the simulation's current graph, ``steps`` times (no MD)."""
+    from ferronn import keys as K
+
+    forces = sim.forces
+    energy_batch = forces._batch(sim.state, "energy")
+    born_batch = forces._batch(sim.state, "born")
+
+    def run():
+        for _ in range(steps):
+            out = forces.energy_model(energy_batch, compute_forces=True, compute_stress=True)
+            with torch.no_grad():
+                z = forces.born_model(born_batch)[K.BORN_CHARGES]
+            out[K.FORCES].detach(), z
+    return run
+
+
+if __name__ == "__main__":
+    main()
