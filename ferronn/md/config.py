@@ -26,8 +26,8 @@ class DielectricConfig:
 
 @dataclasses.dataclass
 class MDConfig:
-    energy: str = "checkpoints/batio3-qe-small/energy.ckpt"
-    born: Optional[str] = "checkpoints/batio3-qe-small/born.ckpt"
+    energy: str = "checkpoints/batio3-allegro-pol/energy.ckpt"
+    born: Optional[str] = "checkpoints/batio3-allegro-pol/born.ckpt"
     structure: str = "../shared/data/batio3-allegro-pol/BaTiO3.xyz"
     index: int = 0  # frame of ``structure``
     supercell: List[int] = dataclasses.field(default_factory=lambda: [1, 1, 1])

@@ -4,9 +4,10 @@
     sim.run()                      # or sim.run(steps) from Python; sim.summary() → averages and ε
 
 The loop itself is ``integrator(state, forces, dt)``; reading to the host happens only every ``log_every``
-steps (CSV, progress bar) and at neighbour checks. Outputs in ``out/``: ``log.csv``, ``trajectory_r{b}.extxyz``
-(ASE/OVITO-readable, unwrapped positions), ``restart.pt`` (tensors only, loaded with weights_only=True) and
-``summary.json``; all but the trajectories are written atomically.
+steps (CSV, progress bar), every ``guard_every`` steps (NaN / close-contact guard) and at neighbour checks.
+Outputs in ``out/``: ``log.csv``, ``trajectory_r{b}.extxyz`` (ASE/OVITO-readable, unwrapped positions),
+``restart.pt`` (tensors only, loaded with weights_only=True), ``summary.json`` and, if the guard stops a run,
+``last_good.extxyz``; all but the trajectories are written atomically.
 """
 
 from __future__ import annotations
@@ -180,7 +181,10 @@ class Simulation:
         bar = _progress(steps, progress)
         start = time.perf_counter()
         for _ in range(steps):
-            self.state = self.step_fn(self.state, self.forces)
+            try:
+                self.state = self.step_fn(self.state, self.forces)
+            except DataError as exc:  # a neighbour-list build that met overlapping atoms between guard checks
+                self._stop(bar, str(exc))
             self.steps_done += 1
             n = self.steps_done
             if cfg.guard_every and n % cfg.guard_every == 0:
@@ -254,6 +258,11 @@ class Simulation:
         if not bool(code.any()):
             self._last_good = (self.steps_done, self.state)
             return
+        why = {1: "non-finite positions, momenta, energy, forces or dipole (NaN/inf)",
+               2: f"two atoms closer than {self.config.min_distance} Å"}
+        self._stop(bar, "; ".join(f"replica {b}: {why[c]}" for b, c in enumerate(code.tolist()) if c))
+
+    def _stop(self, bar, problems: str):
         if bar is not None:
             bar.close()
         step, good = self._last_good
@@ -261,9 +270,6 @@ class Simulation:
         path = os.path.join(self.out, "last_good.extxyz")
         with atomic_path(path) as tmp:
             self._write_frames(good, step, lambda b: tmp)
-        why = {1: "non-finite positions, momenta, energy, forces or dipole (NaN/inf)",
-               2: f"two atoms closer than {self.config.min_distance} Å"}
-        problems = "; ".join(f"replica {b}: {why[c]}" for b, c in enumerate(code.tolist()) if c)
         raise SimulationError(f"MD stopped at step {self.steps_done}: {problems}. The last good frame of every "
                               f"replica (step {step}) is in '{path}'; lower dt_fs, check the structure, or "
                               f"train the model on such configurations.")
