@@ -124,3 +124,26 @@ def resolve_device(name: str, key: str = "device"):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{key} '{name}': CUDA is not available on this machine")
     return device
+
+
+M_MMAP_THRESHOLD = -3  # glibc <malloc.h> mallopt parameter
+
+
+def keep_large_allocations_on_the_heap(threshold_bytes: int = 1 << 30) -> bool:
+    """Let glibc serve allocations below ``threshold_bytes`` from its heap instead of fresh mmaps.
+
+    A CPU MD step frees and re-allocates the same large activation buffers every step; by default each is a new
+    mmap that the kernel zero-fills page by page (measured, 8640 atoms: 5–6 s of system time in a 12 s step, 2×
+    slower per atom than 135 atoms). Process-wide and harmless for correctness; returns False (and changes
+    nothing) where there is no glibc.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)))

@@ -55,6 +55,7 @@ class MDConfig:
     trajectory_every: int = 100
     restart_every: int = 500
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cpu_heap_allocations: bool = True  # CPU: keep big buffers on glibc's heap (no per-step mmap page faults)
     dtype: str = "float64"
     seed: int = 0
     out: str = "md_run"

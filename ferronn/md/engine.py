@@ -25,7 +25,7 @@ from ..atomic import atomic_path, write_json
 from ..data.graph import SpeciesTable, atoms_to_batch
 from ..errors import CheckpointError, ConfigError, DataError, SimulationError
 from ..field import TimeDependentField, field_energy
-from ..config import resolve_device
+from ..config import keep_large_allocations_on_the_heap, resolve_device
 from ..models import check_compatible
 from ..models.checkpoint import atomic_torch_save
 from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
@@ -92,6 +92,8 @@ class Simulation:
         self.config = cfg = config
         self.device = resolve_device(cfg.device, "md recipe: device")
         self.dtype = getattr(torch, cfg.dtype)
+        if self.device.type == "cpu" and cfg.cpu_heap_allocations:
+            keep_large_allocations_on_the_heap()
         self.energy_model = energy_model.to(device=self.device, dtype=self.dtype).eval()
         self.born_model = born_model.to(device=self.device, dtype=self.dtype).eval() if born_model else None
         self.out = out if out is not None else cfg.out

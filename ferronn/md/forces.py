@@ -11,6 +11,7 @@ except the neighbour check every ``check_every`` steps.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Optional
 
 import torch
@@ -39,7 +40,20 @@ class ModelForces:
         self._edges = {}
         self.prune = prune  # None: decided per device (CPU yes, GPU no), see the module docstring
         self.calls = 0
+        self.timed = False  # when True, model_seconds accumulates the wall time inside the model calls
+        self.model_seconds = 0.0
         self.dangerous_builds = 0  # checks that found a list already past its guarantee (raise skin or check more)
+
+    def _clock(self, state: MDState, start: Optional[float] = None) -> Optional[float]:
+        """Benchmark timer around a model call (synchronises CUDA, so only when ``timed``)."""
+        if not self.timed:
+            return None
+        if state.positions.device.type == "cuda":
+            torch.cuda.synchronize(state.positions.device)
+        now = time.perf_counter()
+        if start is not None:
+            self.model_seconds += now - start
+        return now
 
     @property
     def rebuilds(self) -> int:
@@ -64,15 +78,20 @@ class ModelForces:
         return {**state.batch_dict(), K.EDGE_INDEX: edge_index, K.UNIT_SHIFTS: shifts.to(state.positions.dtype)}
 
     def __call__(self, state: MDState) -> MDState:
-        out = self.energy_model(self._batch(state, "energy"), compute_forces=True,
-                                compute_stress=self.compute_stress)
+        batch = self._batch(state, "energy")
+        clock = self._clock(state)
+        out = self.energy_model(batch, compute_forces=True, compute_stress=self.compute_stress)
+        self._clock(state, clock)
         forces = out[K.FORCES].detach()
         field = state.field if self.field is None else self.field(state.time).expand_as(state.field)
         born = state.born
         if self.born_model is not None:
             if born is None or self.calls % self.born_every == 0:
+                batch = self._batch(state, "born")
+                clock = self._clock(state)
                 with torch.no_grad():
-                    born = self.born_model(self._batch(state, "born"))[K.BORN_CHARGES]
+                    born = self.born_model(batch)[K.BORN_CHARGES]
+                self._clock(state, clock)
             forces = forces + field_forces(born, field.to(born.dtype)[state.batch])
         self.calls += 1
         stress = out[K.STRESS].detach() if self.compute_stress else torch.zeros_like(state.cell)
