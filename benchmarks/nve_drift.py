@@ -6,7 +6,7 @@
 --field (V/Å). The drift is the slope of a linear fit of H/atom against time (eV/atom/ps); the goal is
 ≤ 1e-4 eV/atom/ps at dt = 1 fs and 300 K over ≥ 10 ps, and no larger under the field (M is integrated along the
 path with the trapezoid rule, so dH/dt = 0 for any Z*: this checks the integrator, not the model).
-tests/test_md_ensembles.py runs the same check for 1 ps on the 5-atom shipped models; the long run lives here. Last line: JSON.
+tests/test_md_ensembles.py runs the same check for 0.6 ps on the 5-atom shipped models; the long run lives here. Last line: JSON.
 """
 
 from __future__ import annotations

@@ -60,9 +60,9 @@ def test_velocity_verlet_matches_ase_step_for_step(qe_frames):
 
 
 def test_nve_drift_with_and_without_field(qe_frames):
-    """dt = 1 fs, 300 K, float64, 1 ps: the linear drift of H = K + U0 − M·E is ≤ 1e-4 eV/atom/ps, and no larger
+    """dt = 1 fs, 300 K, float64, 0.6 ps: the linear drift of H = K + U0 − M·E is ≤ 1e-4 eV/atom/ps, and no larger
     under a constant field (M integrated with the trapezoid rule from the Z* used in the forces). The ≥ 10 ps run
-    with the trained BaTiO3 models is benchmarks/nve_drift.py (1 ps here keeps CI fast)."""
+    with the trained BaTiO3 models is benchmarks/nve_drift.py (0.6 ps here keeps CI fast)."""
     from ferronn.models.checkpoint import load
 
     # A trained potential (the shipped 5-atom-cell models): an untrained one has no stable minimum at 300 K.
@@ -71,7 +71,7 @@ def test_nve_drift_with_and_without_field(qe_frames):
     energy, born = (load(ROOT / "checkpoints" / "batio3-qe-small" / f"{k}.ckpt") for k in ("energy", "born"))
     cfg = _config(ensemble="nve", dt_fs=1.0, temperatures=[300.0], fields=[[0, 0, 0], [0.01, -0.02, 0.03]])
     sim = Simulation(cfg, energy, born, atoms, out="unused")
-    steps, every = 1_000, 25
+    steps, every = 600, 20
     times, enthalpy = [], []
     for i in range(steps // every):
         for _ in range(every):
@@ -80,7 +80,7 @@ def test_nve_drift_with_and_without_field(qe_frames):
         enthalpy.append(sim.enthalpy().numpy() / len(atoms))
     enthalpy = np.array(enthalpy)
     drift = np.abs([_fit_slope(times, enthalpy[:, b]) for b in range(2)])  # eV/atom/ps
-    assert times[-1] >= 1.0
+    assert times[-1] >= 0.6
     assert drift[0] <= 1e-4 and drift[1] <= max(1e-4, 2 * drift[0]), drift
     work = abs(float((sim.state.dipole[1] * sim.state.field[1]).sum())) / len(atoms)
     assert work > 10 * drift[1] * times[-1], "the field did no work worth mentioning: the field check is vacuous"
@@ -92,7 +92,7 @@ def test_thermostats_hold_the_target_temperature(ensemble, conserved):
     atoms, lj = _argon()
     targets = [40.0, 60.0]
     cfg = _config(ensemble=ensemble, dt_fs=5.0, temperatures=targets, copies=8, friction_per_fs=0.01,
-                  tau_t_fs=200.0, steps=2000, equilibration_steps=400, seed=7)
+                  tau_t_fs=200.0, steps=1200, equilibration_steps=300, seed=7)
     cfg.dielectric.fluctuation = False
     sim = Simulation(cfg, lj, None, atoms, out="unused")
     assert sim.momentum_conserved is conserved
@@ -109,8 +109,8 @@ def test_npt_holds_the_target_pressure_with_a_free_cell_shape():
     atoms.set_cell(atoms.cell @ np.diag([1.0, 1.0, 1.06]), scale_atoms=True)
     target_gpa = 0.1
     cfg = _config(ensemble="npt", dt_fs=5.0, temperatures=[20.0], copies=2, pressure_gpa=target_gpa,
-                  friction_per_fs=0.01, tau_p_fs=200.0, bulk_modulus_gpa=3.0, steps=2500,
-                  equilibration_steps=1000, seed=11)
+                  friction_per_fs=0.01, tau_p_fs=200.0, bulk_modulus_gpa=3.0, steps=1500,
+                  equilibration_steps=600, seed=11)
     cfg.dielectric.fluctuation, cfg.dielectric.block = False, 100
     sim = Simulation(cfg, lj, None, atoms, out="unused")
     summary = _run_quietly(sim)
@@ -223,7 +223,7 @@ def test_dielectric_recipe_runs_from_the_command_line(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 7 and summary["steps"] == 4 and summary["dtype"] == "float32"
     fields = np.array(summary["fields_V_per_A"])
-    assert sorted(np.abs(fields).max(1).tolist()) == [0.0] + [0.005] * 6
+    assert sorted(np.abs(fields).max(1).tolist()) == pytest.approx([0.0] + [0.005] * 6)
     frames = ase.io.read(tmp_path / "trajectory_r3.extxyz", ":")
     assert [f.info["step"] for f in frames] == [2, 4] and len(frames[0]) == 135
     rows = np.loadtxt(tmp_path / "log.csv", delimiter=",", skiprows=1, usecols=(0, 3))
