@@ -63,9 +63,14 @@ class VerletList:
                       edge_index: torch.Tensor, unit_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The listed pairs closer than ``cutoff`` now: skin pairs add no energy but cost model time. Boolean
         indexing reads the count to the host, so callers outside a device-side MD loop use it (the calculator)."""
-        from ..models.autograd import cartesian_shifts
-
-        shifts = cartesian_shifts(unit_shifts.to(positions.dtype), cell, batch, edge_index)
-        lengths = (positions[edge_index[1]] - positions[edge_index[0]] + shifts).norm(dim=-1)
-        keep = lengths < self.cutoff
+        keep = pair_lengths(positions, cell, batch, edge_index, unit_shifts) < self.cutoff
         return edge_index[:, keep], unit_shifts[keep]
+
+
+def pair_lengths(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
+                 unit_shifts: torch.Tensor) -> torch.Tensor:
+    """Current length (Å) of every listed pair (E,), lattice shifts applied with each structure's cell."""
+    from ..models.autograd import cartesian_shifts
+
+    shifts = cartesian_shifts(unit_shifts.to(positions.dtype), cell, batch, edge_index)
+    return (positions[edge_index[1]] - positions[edge_index[0]] + shifts).norm(dim=-1)

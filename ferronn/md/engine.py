@@ -23,6 +23,7 @@ import torch
 from .. import keys as K
 from ..atomic import atomic_path, write_json
 from ..data.graph import SpeciesTable, atoms_to_batch
+from ..data.verlet import pair_lengths
 from ..errors import CheckpointError, ConfigError, DataError, SimulationError
 from ..field import TimeDependentField, field_energy
 from ..config import keep_large_allocations_on_the_heap, resolve_device
@@ -240,16 +241,13 @@ class Simulation:
     def unphysical(self, state: Optional[MDState] = None) -> torch.Tensor:
         """(B,) int8 on the device: 0 fine, 1 a non-finite position/momentum/energy/force/dipole, 2 two atoms
         closer than ``min_distance`` Å (the energy model's neighbour list holds every pair within its cutoff)."""
-        from ..models.autograd import cartesian_shifts
-
         s = self.state if state is None else state
         b = s.num_replicas
         bad_atom = ~torch.isfinite(torch.cat([s.positions, s.momenta, s.forces], dim=-1)).all(dim=-1)
         bad = torch.zeros(b, dtype=torch.int64, device=bad_atom.device).index_add(0, s.batch, bad_atom.to(torch.int64))
         finite = (bad == 0) & torch.isfinite(s.energy) & torch.isfinite(s.dipole).all(dim=-1)
         edge_index, unit_shifts = self.forces._edges["energy"]
-        shifts = cartesian_shifts(unit_shifts.to(s.positions.dtype), s.cell, s.batch, edge_index)
-        lengths = (s.positions[edge_index[1]] - s.positions[edge_index[0]] + shifts).norm(dim=-1)
+        lengths = pair_lengths(s.positions, s.cell, s.batch, edge_index, unit_shifts)
         close = torch.zeros(b, dtype=torch.int64, device=finite.device).index_add(
             0, s.batch[edge_index[0]], (lengths < self.config.min_distance).to(torch.int64)) > 0
         return torch.where(~finite, 1, torch.where(close, 2, 0)).to(torch.int8)
