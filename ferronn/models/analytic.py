@@ -83,6 +83,9 @@ class LennardJonesModel(torch.nn.Module):
         super().__init__()
         self.epsilon, self.sigma, self.r_max = float(epsilon), float(sigma), float(r_max)
         self.atomic_numbers = sorted(set(int(z) for z in atomic_numbers))
+        s6 = (self.sigma / self.r_max) ** 6
+        self._phi_c = 4 * self.epsilon * (s6 * s6 - s6)  # φ(r_c), eV
+        self._dphi_c = 4 * self.epsilon * (-12 * s6 * s6 + 6 * s6) / self.r_max  # φ'(r_c), eV/Å
         self.register_buffer("_dtype_marker", torch.zeros((), dtype=torch.float64))
 
     @property
@@ -97,10 +100,7 @@ class LennardJonesModel(torch.nn.Module):
         sender, receiver = batch[K.EDGE_INDEX]
         vec = batch[K.POSITIONS][receiver] - batch[K.POSITIONS][sender] + batch[SHIFTS]
         r = vec.norm(dim=-1)
-        rc = torch.as_tensor(self.r_max, dtype=r.dtype, device=r.device).requires_grad_(True)
-        phi_c = self._phi(rc)
-        (dphi_c,) = torch.autograd.grad(phi_c, rc)
-        pair = self._phi(r) - phi_c.detach() - (r - self.r_max) * dphi_c
+        pair = self._phi(r) - self._phi_c - (r - self.r_max) * self._dphi_c
         pair = torch.where(r < self.r_max, pair, torch.zeros_like(pair))
         b = batch[K.NUM_ATOMS].shape[0]
         energy = torch.zeros(b, dtype=torch.float64, device=r.device).index_add(
