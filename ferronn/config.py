@@ -103,14 +103,16 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
-def parse_overrides(items) -> dict:
-    """``--set key.path=value`` items → {'key.path': value}, values parsed as YAML (numbers, lists, booleans)."""
+def parse_overrides(items, named: Optional[dict] = None) -> dict:
+    """``--set key.path=value`` items → {'key.path': value}, values parsed as YAML (numbers, lists, booleans),
+    then the CLI's named options ``named`` {'key.path': value} that were given (not None) on top."""
     overrides = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"command line: --set '{item}' must look like key.path=value")
         key, value = item.split("=", 1)
         overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update({k: v for k, v in (named or {}).items() if v is not None})
     return overrides
 
 

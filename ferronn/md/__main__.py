@@ -31,9 +31,7 @@ def run(args) -> None:
     from ..config import parse_overrides
     from .config import load_md_config
 
-    overrides = parse_overrides(args.set)
-    overrides.update({k: v for k, v in {"out": args.out, "steps": args.steps, "device": args.device}.items()
-                      if v is not None})
+    overrides = parse_overrides(args.set, {"out": args.out, "steps": args.steps, "device": args.device})
     config = load_md_config(args.config, overrides)
     if args.print_config:
         print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")

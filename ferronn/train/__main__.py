@@ -30,11 +30,9 @@ def parse_args(argv=None):
 def overrides_from_args(args) -> dict:
     from ..config import parse_overrides
 
-    overrides = parse_overrides(args.set)
     named = {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
              "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger}
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    return overrides
+    return parse_overrides(args.set, named)
 
 
 def run(args) -> None:
