@@ -128,6 +128,5 @@ def main():
     print(json.dumps(result))
 
 
-
 if __name__ == "__main__":
     main()

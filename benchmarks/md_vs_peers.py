@@ -33,6 +33,7 @@ import tempfile
 import time
 import warnings
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +162,7 @@ def _maxwell(atoms, temperature_k):
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     a = atoms.copy()
-    MaxwellBoltzmannDistribution(a, temperature_K=temperature_k, rng=__import__("numpy").random.default_rng(0))
+    MaxwellBoltzmannDistribution(a, temperature_K=temperature_k, rng=np.random.default_rng(0))
     return a.get_momenta()
 
 
