@@ -34,6 +34,12 @@ def _type_ok(value, tp) -> bool:
 
 
 def _type_name(tp) -> str:
+    """'float', 'list of list of float', 'str or None': the type as a recipe author reads it."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin in (list, List):
+        return f"list of {_type_name(args[0])}" if args else "list"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

@@ -153,6 +153,8 @@ def read_frames(path, keymap: Optional[KeyMap] = None, index=":", labels_needed=
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataError(f"file '{path}': no such file")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"file '{path}': is empty (0 bytes); expected frames in an ASE-readable format (extxyz, ...)")
     try:
         images = ase.io.read(path, index=index)
     except Exception as exc:  # ASE raises many types for truncated/garbled files
@@ -172,3 +174,23 @@ def read_frames(path, keymap: Optional[KeyMap] = None, index=":", labels_needed=
                 f"keys present in frame 0: {_available_keys(images[0])} (set keys.{label} in the recipe)"
             )
     return frames
+
+
+def read_structure(path, index: int = 0, key: str = "structure"):
+    """One unlabelled structure (frame ``index`` of ``path``) for MD or the calculator, checked like training frames
+    (finite positions, a right-handed cell); errors name the file, the frame and the recipe key."""
+    import ase.io
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"file '{path}' (key '{key}'): no such file")
+    try:
+        atoms = ase.io.read(path, index=index)
+    except (IndexError, StopIteration):  # extxyz raises StopIteration past the last frame
+        count = len(ase.io.read(path, index=":"))
+        raise DataError(f"{where(path, index)} (key 'index'): no such frame; the file holds {count} frame(s)") from None
+    except Exception as exc:  # ASE raises many types for truncated/garbled files
+        raise DataError(f"file '{path}' (key '{key}'): could not be read by ASE ({type(exc).__name__}: {exc})") from None
+    frame_from_atoms(atoms, KeyMap(None, None, None, None, None), path, index)  # the checks only
+    return atoms
+

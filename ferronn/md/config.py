@@ -10,6 +10,7 @@ import dataclasses
 from typing import List, Optional
 
 from ..config import load_config
+from ..errors import ConfigError
 
 ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")
 
@@ -61,6 +62,35 @@ class MDConfig:
     out: str = "md_run"
     dielectric: DielectricConfig = dataclasses.field(default_factory=DielectricConfig)
 
+    def validate(self, source: str = "md recipe") -> "MDConfig":
+        """Values that parse but make no physical sense raise ConfigError naming the key."""
+        def bad(key, expected, value):
+            raise ConfigError(f"{source}: key '{key}' must be {expected}, got {value!r}")
+
+        if not self.temperatures or min(self.temperatures) < 0:
+            bad("temperatures", "a non-empty list of temperatures >= 0 K", self.temperatures)
+        if not self.fields or any(len(f) != 3 for f in self.fields):
+            bad("fields", "a non-empty list of [Ex, Ey, Ez] lists in V/Å", self.fields)
+        if len(self.supercell) != 3 or min(self.supercell) < 1:
+            bad("supercell", "three positive integers", self.supercell)
+        for key in ("dt_fs", "tau_t_fs", "tau_p_fs", "bulk_modulus_gpa"):
+            if not getattr(self, key) > 0:
+                bad(key, "> 0", getattr(self, key))
+        for key in ("copies", "born_every", "sample_every", "neighbour_check_every"):
+            if getattr(self, key) < 1:
+                bad(key, "an integer >= 1", getattr(self, key))
+        for key in ("steps", "equilibration_steps", "skin", "friction_per_fs", "guard_every", "min_distance",
+                    "log_every", "trajectory_every", "restart_every", "field_period_fs"):
+            if getattr(self, key) < 0:
+                bad(key, ">= 0", getattr(self, key))
+        if self.field_kind != "constant" and not self.field_period_fs > 0:
+            bad("field_period_fs", f"> 0 for field_kind '{self.field_kind}'", self.field_period_fs)
+        if self.dielectric.block < 1:
+            bad("dielectric.block", "an integer >= 1", self.dielectric.block)
+        if self.dielectric.finite_field and not self.dielectric.field > 0:
+            bad("dielectric.field", "> 0 V/Å when dielectric.finite_field is true", self.dielectric.field)
+        return self
+
 
 CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle"),
            "dtype": ("float32", "float64")}
@@ -68,4 +98,4 @@ CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle")
 
 def load_md_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> MDConfig:
     """MD recipe from YAML with dotted overrides; unknown keys and wrong types name the key."""
-    return load_config(MDConfig, path, overrides, CHOICES)
+    return load_config(MDConfig, path, overrides, CHOICES).validate(f"md recipe '{path}'" if path else "md recipe")

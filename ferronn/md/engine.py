@@ -22,9 +22,9 @@ import torch
 
 from .. import keys as K
 from ..atomic import atomic_path, write_json
-from ..data.graph import SpeciesTable, atoms_to_batch
+from ..data.graph import MIN_INTERATOMIC_DISTANCE, SpeciesTable, atoms_to_batch, neighbour_list
 from ..data.verlet import pair_lengths
-from ..errors import CheckpointError, ConfigError, DataError, SimulationError
+from ..errors import CheckpointError, ConfigError, DataError, SimulationError, where
 from ..field import TimeDependentField, field_energy
 from ..config import keep_large_allocations_on_the_heap, resolve_device
 from ..models import check_compatible
@@ -44,8 +44,6 @@ def replica_table(cfg: MDConfig):
     table = []
     for t in cfg.temperatures:
         for f in cfg.fields:
-            if len(f) != 3:
-                raise ConfigError(f"md recipe: key 'fields' must hold [Ex, Ey, Ez] lists in V/Å, got {f}")
             table += [(float(t), [float(x) for x in f])] * cfg.copies
         if cfg.dielectric.finite_field:
             amplitudes = [cfg.dielectric.field] + ([cfg.dielectric.field / 2] if cfg.dielectric.linearity_check else [])
@@ -90,7 +88,7 @@ class Simulation:
                   "Py_uC_cm2", "Pz_uC_cm2", "a_A", "b_A", "c_A"]
 
     def __init__(self, config: MDConfig, energy_model, born_model, atoms, out: Optional[str] = None):
-        self.config = cfg = config
+        self.config = cfg = config.validate()
         self.device = resolve_device(cfg.device, "md recipe: device")
         self.dtype = getattr(torch, cfg.dtype)
         if self.device.type == "cpu" and cfg.cpu_heap_allocations:
@@ -126,23 +124,18 @@ class Simulation:
 
     @classmethod
     def from_config(cls, config: MDConfig) -> "Simulation":
-        import ase.io
-
+        from ..data.frames import read_structure
         from ..models.checkpoint import load
 
         energy = load(config.energy, kind="energy")
         born = load(config.born, kind="born") if config.born else None
         check_compatible(energy, born)
-        if not os.path.exists(config.structure):
-            raise DataError(f"md recipe: structure file '{config.structure}' does not exist")
-        try:
-            atoms = ase.io.read(config.structure, index=config.index)
-        except Exception as exc:  # noqa: BLE001 (ASE raises many types for bad files)
-            raise DataError(f"{config.structure}: frame {config.index}: cannot be read ({exc})") from None
-        if len(config.supercell) != 3 or min(config.supercell) < 1:
-            raise ConfigError(f"md recipe: key 'supercell' must be three positive integers, got {config.supercell}")
-        atoms = atoms.repeat(config.supercell)
-        return cls(config, energy, born, atoms)
+        atoms = read_structure(config.structure, config.index)
+        loc = where(config.structure, config.index)
+        SpeciesTable(energy.atomic_numbers).index(torch.as_tensor(atoms.numbers), loc)
+        neighbour_list(torch.as_tensor(atoms.positions), torch.as_tensor(atoms.cell.array), atoms.pbc,
+                       MIN_INTERATOMIC_DISTANCE, loc=loc)
+        return cls(config, energy, born, atoms.repeat(config.supercell))
 
     def _integrator(self):
         cfg = self.config
