@@ -14,7 +14,7 @@ from ferronn.models.energy import default_dtype
 from conftest import distorted, make_batch
 
 SMALL = dict(r_max=4.5, num_channels=8, max_L=2, correlation=2, num_interactions=2, max_ell=2, radial_MLP=[16, 16],
-             num_vector_pairs=2)
+             num_vector_pairs=2, num_tensor_pairs=2)
 
 
 def build_born(frames, dtype=torch.float64, seed=0, **overrides):
@@ -66,6 +66,34 @@ def test_antisymmetric_part_is_nonzero_and_transforms(born, qe_frames, species, 
     moved = dict(frame, positions=frame["positions"] @ rot.numpy().T, cell=frame["cell"] @ rot.numpy().T)
     z_rot = _z(born, [moved], species)
     assert torch.allclose(0.5 * (z_rot - z_rot.transpose(-1, -2)), rot @ antisym @ rot.T, atol=1e-9)
+
+
+def test_antisymmetric_part_at_an_inversion_centre_needs_tensor_pairs(qe_frames, species, monkeypatch):
+    """At an inversion centre every polar (1o) feature vanishes, so cross products of 1o channels give no
+    antisymmetric Z*; two shells with non-coaxial 2e tensors (rotated octahedra) still define an axial vector,
+    which the commutator of 2e channel pairs carries — and it rotates as one. (Per-atom Z* before the ASR
+    projection, which would mix in the other atoms' parts.)"""
+    import ferronn.models.born as born_module
+
+    monkeypatch.setattr(born_module, "acoustic_sum_rule", lambda born, batch, num_atoms: born)
+    a, b = np.array([1.9, 0.4, -0.3]), np.array([-0.5, 2.6, 0.9])
+    centre = np.full(3, 6.0)
+    frame = dict(qe_frames[0], positions=np.stack([centre, centre + a, centre - a, centre + b, centre - b]),
+                 atomic_numbers=np.array([22, 8, 8, 56, 56]), cell=np.eye(3) * 12.0)
+
+    def antisym_at_centre(model, f):
+        z = _z(model, [f], species)[0]
+        return 0.5 * (z - z.T)
+
+    vectors_only = build_born(qe_frames, num_tensor_pairs=0)
+    assert antisym_at_centre(vectors_only, frame).abs().max() < 1e-13
+    with_tensors = build_born(qe_frames)
+    ref = antisym_at_centre(with_tensors, frame)
+    assert ref.abs().max() > 1e-8  # untrained weights: small, but 5 orders above the vectors-only round-off
+    rot = Rotation.random(random_state=7).as_matrix()
+    moved = dict(frame, positions=(frame["positions"] - centre) @ rot.T + centre)
+    r = torch.tensor(rot)
+    assert torch.allclose(antisym_at_centre(with_tensors, moved), r @ ref @ r.T, rtol=1e-6, atol=1e-14)
 
 
 def test_translation_and_permutation(born, qe_frames, species, rng):

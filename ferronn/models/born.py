@@ -40,6 +40,9 @@ class BornModelConfig:
     interaction_first: str = "RealAgnosticInteractionBlock"
     use_reduced_cg: bool = False
     num_vector_pairs: int = 4  # pairs of 1o channels whose cross products make the 1e (antisymmetric) part
+    num_tensor_pairs: int = 0  # pairs of 2e channels whose commutators also make 1e (needed where every polar
+                               # vector vanishes, e.g. an A or B site with rotated octahedra around it)
+    readout_hidden: int = 0  # >0: a gated nonlinear readout (this many 0e, 1o and 2e channels) after the last layer
 
     def hidden_irreps(self) -> str:
         from e3nn import o3
@@ -79,8 +82,8 @@ class BornModel(torch.nn.Module):
         self.interactions = torch.nn.ModuleList()
         self.products = torch.nn.ModuleList()
         self.readouts = torch.nn.ModuleList()
-        k = config.num_vector_pairs
-        readout_irreps = o3.Irreps(f"1x0e + {2 * k}x1o + 1x2e")
+        k, k2 = config.num_vector_pairs, config.num_tensor_pairs
+        readout_irreps = o3.Irreps(f"1x0e + {2 * k}x1o + 1x2e" + (f" + {2 * k2}x2e" if k2 else ""))
         for layer in range(config.num_interactions):
             first = layer == 0
             cls = modules.interaction_classes[config.interaction_first if first else config.interaction]
@@ -93,14 +96,17 @@ class BornModel(torch.nn.Module):
                 node_feats_irreps=inter.target_irreps, target_irreps=hidden, correlation=config.correlation,
                 num_elements=n_el, use_sc=not first or "Residual" in config.interaction_first,
                 use_reduced_cg=config.use_reduced_cg))
-            self.readouts.append(o3.Linear(hidden, readout_irreps))
+            last = layer == config.num_interactions - 1
+            self.readouts.append(gated_readout(hidden, readout_irreps, config.readout_hidden) if last and
+                                 config.readout_hidden > 0 else o3.Linear(hidden, readout_irreps))
         self.cross = o3.ElementwiseTensorProduct(f"{k}x1o", f"{k}x1o", ["1e"])
-        self.mix_1e = o3.Linear(o3.Irreps(f"{k}x1e"), o3.Irreps("1x1e"))
+        self.commutator = o3.ElementwiseTensorProduct(f"{k2}x2e", f"{k2}x2e", ["1e"]) if k2 else None
+        self.mix_1e = o3.Linear(o3.Irreps(f"{k + k2}x1e"), o3.Irreps("1x1e"))
         self.register_buffer("change_of_basis", CartesianTensor("ij").to_cartesian(torch.eye(9)))  # (9, 3, 3)
         self.register_buffer("born_offsets", torch.tensor([float(z) for z in born_offsets]))
         self.register_buffer("born_scale", torch.tensor(float(born_scale)))
         self.register_buffer("z_table", torch.tensor(self.atomic_numbers, dtype=torch.int64))
-        self._k = k
+        self._k, self._k2 = k, k2
 
     @property
     def dtype(self) -> torch.dtype:
@@ -127,9 +133,13 @@ class BornModel(torch.nn.Module):
                                          first_layer=layer == 0)
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
             out = out + readout(node_feats)
-        k = self._k
-        scalar, vectors_1o, tensor_2e = out[:, :1], out[:, 1:1 + 6 * k], out[:, 1 + 6 * k:]
-        antisym = self.mix_1e(self.cross(vectors_1o[:, :3 * k], vectors_1o[:, 3 * k:]))
+        k, k2 = self._k, self._k2
+        scalar, vectors_1o, tensor_2e = out[:, :1], out[:, 1:1 + 6 * k], out[:, 1 + 6 * k:6 + 6 * k]
+        axial = [self.cross(vectors_1o[:, :3 * k], vectors_1o[:, 3 * k:])]
+        if k2:  # the readout lays its irreps out as listed: the 2k2 extra 2e channels come last
+            pairs = out[:, 6 + 6 * k:]
+            axial.append(self.commutator(pairs[:, :5 * k2], pairs[:, 5 * k2:]))
+        antisym = self.mix_1e(torch.cat(axial, dim=-1))
         irreps = torch.cat([scalar, antisym, tensor_2e], dim=-1)
         eye = torch.eye(3, dtype=dtype, device=positions.device)
         born = self.born_scale * torch.einsum("ni,ijk->njk", irreps, self.change_of_basis)
@@ -157,6 +167,17 @@ class BornModel(torch.nn.Module):
         with default_dtype(dtype):
             model = cls(config, stats.atomic_numbers, stats.born_offsets, stats.born_scale, stats.avg_num_neighbors)
         return model.to(dtype)
+
+
+def gated_readout(hidden, out_irreps, width: int) -> torch.nn.Module:
+    """Linear → gate (SiLU on scalars, sigmoid-gated 1o and 2e) → linear: an equivariant one-hidden-layer MLP, the
+    tensor analogue of MACE's nonlinear energy readout."""
+    from e3nn import nn, o3
+
+    gated = o3.Irreps(f"{width}x1o + {width}x2e")
+    gate = nn.Gate(o3.Irreps(f"{width}x0e"), [torch.nn.functional.silu], o3.Irreps(f"{2 * width}x0e"),
+                   [torch.sigmoid], gated)
+    return torch.nn.Sequential(o3.Linear(hidden, gate.irreps_in), gate, o3.Linear(gate.irreps_out, out_irreps))
 
 
 def acoustic_sum_rule(born: torch.Tensor, batch: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
