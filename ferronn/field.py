@@ -58,16 +58,17 @@ class TimeDependentField:
     """E(t) in V/Å for t in fs: constant, sine, triangle, or a user callable; evaluated on the device.
 
     ``kind``: 'constant' → E0; 'sine' → E0·sin(2πt/period + phase); 'triangle' → E0·tri(t/period) with
-    tri rising 0 → 1 → 0 → −1 → 0 over one period (hysteresis loops); 'callable' → fn(t) → (3,) or (B, 3).
+    tri rising 0 → 1 → 0 → −1 → 0 over one period (hysteresis loops); 'ramp' → E0·t/period (a linear ramp
+    that reaches E0 at t = period and goes on: finds switching fields); 'callable' → fn(t) → (3,) or (B, 3).
     """
 
-    KINDS = ("constant", "sine", "triangle", "callable")
+    KINDS = ("constant", "sine", "triangle", "ramp", "callable")
 
     def __init__(self, amplitude: Union[Sequence[float], torch.Tensor] = (0.0, 0.0, 0.0), kind: str = "constant",
                  period_fs: Optional[float] = None, phase: float = 0.0, fn: Optional[FieldSchedule] = None):
         if kind not in self.KINDS:
             raise ConfigError(f"field.kind: expected one of {self.KINDS}, got '{kind}'")
-        if kind in ("sine", "triangle") and not (period_fs and period_fs > 0):
+        if kind in ("sine", "triangle", "ramp") and not (period_fs and period_fs > 0):
             raise ConfigError(f"field.period_fs: a {kind} field needs a positive period in fs, got {period_fs}")
         if kind == "callable" and fn is None:
             raise ConfigError("field: kind 'callable' needs fn(t_fs) -> field in V/Å")
@@ -85,6 +86,8 @@ class TimeDependentField:
         if self.kind == "callable":
             return torch.as_tensor(self.fn(time_fs), dtype=time_fs.dtype, device=time_fs.device)
         x = time_fs / self.period_fs
+        if self.kind == "ramp":
+            return amp * x
         if self.kind == "sine":
             return amp * torch.sin(2 * torch.pi * x + self.phase)
         frac = torch.remainder(x + self.phase / (2 * torch.pi) + 0.25, 1.0)  # tri(0)=0 rising

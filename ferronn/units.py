@@ -15,6 +15,7 @@ VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12  # F/m
 ATOMIC_MASS_UNIT_KG = 1.66053906660e-27  # kg
 ANGSTROM_M = 1e-10  # m
 FEMTOSECOND_S = 1e-15  # s
+SPEED_OF_LIGHT_M_PER_S = 299792458.0  # m/s (exact)
 
 # --- derived, in ferronn's units -------------------------------------------------------------------------------
 #: Boltzmann constant in eV/K.
@@ -29,6 +30,9 @@ AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * ANGSTROM_M**2 / FEMTOSECOND_S**2 / 
 E_PER_A2_TO_UC_PER_CM2 = ELEMENTARY_CHARGE_C / ANGSTROM_M**2 * 100.0
 #: Electric field: 1 V/Å in kV/cm.
 V_PER_A_TO_KV_PER_CM = 1.0 / ANGSTROM_M / 1e5
+#: Spectroscopy: angular frequency ω (rad/fs) of 1 cm⁻¹ (ω = 2πc·ν̃), and 1 THz in cm⁻¹ (≈ 33.356).
+RAD_PER_FS_PER_WAVENUMBER = 2 * math.pi * SPEED_OF_LIGHT_M_PER_S * 100.0 * FEMTOSECOND_S
+WAVENUMBER_PER_THZ = 1e12 / (SPEED_OF_LIGHT_M_PER_S * 100.0)
 #: Stress: 1 eV/Å³ in GPa.
 EV_PER_A3_TO_GPA = ELEMENTARY_CHARGE_C / ANGSTROM_M**3 / 1e9
 

@@ -80,7 +80,8 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
 
 
 def test_resume_after_kill_continues_the_run(tmp_path):
-    """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends."""
+    """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends, and
+    the killed run's curve up to the kill is the reference run's curve (same seed, same numbers)."""
     epochs = 14
     reference = tmp_path / "reference"
     run(train_cmd(reference, epochs))
@@ -106,6 +107,11 @@ def test_resume_after_kill_continues_the_run(tmp_path):
         assert b["test"][key] == pytest.approx(a["test"][key], rel=1e-9), key
     # The log of the killed start is kept; the resumed start logs beside it.
     assert log.exists() and (killed / "logs" / "version_1" / "metrics.csv").exists()
+    # Determinism: the same seed gives the same training curve, row for row, bit for bit (CPU).
+    reference_rows = (reference / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    killed_rows = log.read_text().splitlines()
+    killed_rows = killed_rows[:-1]  # the kill may have cut the last line short
+    assert len(killed_rows) > 5 and killed_rows == reference_rows[:len(killed_rows)]
     out = subprocess.run(train_cmd(killed, epochs), cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "already holds a run" in out.stderr
 

@@ -74,3 +74,17 @@ def pair_lengths(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tenso
 
     shifts = cartesian_shifts(unit_shifts.to(positions.dtype), cell, batch, edge_index)
     return (positions[edge_index[1]] - positions[edge_index[0]] + shifts).norm(dim=-1)
+
+
+def atoms_batch(atoms_list, species, r_max: float, dtype: torch.dtype, device, displacements=None, loc: str = ""):
+    """A model-ready batch (edges within ``r_max``) of ASE structures, optionally displaced by ``displacements``
+    (N_total, 3) Å: what one-off model calls outside MD (Z* of a frame, loop integrals) feed the models."""
+    from .. import keys as K
+    from .graph import atoms_to_batch
+
+    batch = atoms_to_batch(atoms_list, species, dtype, device, loc=loc)
+    if displacements is not None:
+        batch[K.POSITIONS] = batch[K.POSITIONS] + displacements.reshape(-1, 3).to(batch[K.POSITIONS])
+    edges, shifts = VerletList(r_max, 0.0).build(batch[K.POSITIONS], batch[K.CELL], batch[K.PBC], batch[K.PTR])
+    batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = edges, shifts.to(dtype)
+    return batch

@@ -35,7 +35,7 @@ class MDConfig:
     ensemble: str = "nvt_langevin"
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [300.0])  # K
     fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
-    field_kind: str = "constant"  # constant | sine | triangle: fields are the amplitudes
+    field_kind: str = "constant"  # constant | sine | triangle | ramp (E·t/period): fields are the amplitudes
     field_period_fs: float = 0.0
     pressure_gpa: float = 0.0  # NPT target (hydrostatic)
     copies: int = 1  # independent replicas per (temperature, field)
@@ -92,7 +92,7 @@ class MDConfig:
         return self
 
 
-CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle"),
+CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle", "ramp"),
            "dtype": ("float32", "float64")}
 
 

@@ -80,6 +80,23 @@ def initial_state(atoms_list, temperatures, fields, pressures, species: SpeciesT
         chain_momenta=torch.zeros((b, 3), dtype=dtype, device=device))
 
 
+def load_inputs(config: MDConfig):
+    """(energy model, Born model or None, starting structure) of an MD recipe, the structure checked against the
+    models (known elements, no overlapping atoms) with the file and frame named in any error."""
+    from ..data.frames import read_structure
+    from ..models.checkpoint import load
+
+    energy = load(config.energy, kind="energy")
+    born = load(config.born, kind="born") if config.born else None
+    check_compatible(energy, born)
+    atoms = read_structure(config.structure, config.index)
+    loc = where(config.structure, config.index)
+    SpeciesTable(energy.atomic_numbers).index(torch.as_tensor(atoms.numbers), loc)
+    neighbour_list(torch.as_tensor(atoms.positions), torch.as_tensor(atoms.cell.array), atoms.pbc,
+                   MIN_INTERATOMIC_DISTANCE, loc=loc)
+    return energy, born, atoms.repeat(config.supercell)
+
+
 class Simulation:
     """Batched replicas + force provider + integrator + accumulators (see the module docstring)."""
 
@@ -117,25 +134,14 @@ class Simulation:
         # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
         self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, cfg.dielectric.eps_inf, block,
                                      constant_field=cfg.field_kind == "constant")
-        self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths")}
+        self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths", "cell")}
         self.steps_done = 0
         self.wall_s = 0.0
         self._last_good = (0, self.state)  # (step, state) of the last guard check that passed
 
     @classmethod
-    def from_config(cls, config: MDConfig) -> "Simulation":
-        from ..data.frames import read_structure
-        from ..models.checkpoint import load
-
-        energy = load(config.energy, kind="energy")
-        born = load(config.born, kind="born") if config.born else None
-        check_compatible(energy, born)
-        atoms = read_structure(config.structure, config.index)
-        loc = where(config.structure, config.index)
-        SpeciesTable(energy.atomic_numbers).index(torch.as_tensor(atoms.numbers), loc)
-        neighbour_list(torch.as_tensor(atoms.positions), torch.as_tensor(atoms.cell.array), atoms.pbc,
-                       MIN_INTERATOMIC_DISTANCE, loc=loc)
-        return cls(config, energy, born, atoms.repeat(config.supercell))
+    def from_config(cls, config: MDConfig, out: Optional[str] = None) -> "Simulation":
+        return cls(config, *load_inputs(config), out=out)
 
     def _integrator(self):
         cfg = self.config
@@ -166,6 +172,7 @@ class Simulation:
         self.averages["temperature"].add(temperature(s, self.momentum_conserved))
         self.averages["pressure"].add(pressure(s) * EV_PER_A3_TO_GPA)
         self.averages["cell_lengths"].add(s.cell.norm(dim=-1))
+        self.averages["cell"].add(s.cell)
 
     # --- the loop -------------------------------------------------------------------------------------------------
     def run(self, steps: Optional[int] = None, progress: bool = True) -> dict:

@@ -22,7 +22,7 @@ import torch
 
 from .. import keys as K
 from ..data.graph import SpeciesTable, atoms_to_batch
-from ..data.verlet import VerletList
+from ..data.verlet import atoms_batch
 
 
 def loop_integral(born_model, atoms, amplitude: float = 0.05, points: int = 64, loops: int = 8,
@@ -60,12 +60,8 @@ def loop_integral(born_model, atoms, amplitude: float = 0.05, points: int = 64, 
 
 def _born_along(born_model, atoms, displacements, species, dtype, device) -> torch.Tensor:
     """Z* (K, N, 3, 3) at atoms.positions + displacements[k], all K structures in one model call."""
-    frames = [atoms] * displacements.shape[0]
-    batch = atoms_to_batch(frames, species, dtype, device, loc="loop integral: ")
-    batch[K.POSITIONS] = batch[K.POSITIONS] + displacements.reshape(-1, 3)
-    edges, shifts = VerletList(born_model.r_max, 0.0).build(batch[K.POSITIONS], batch[K.CELL], batch[K.PBC],
-                                                          batch[K.PTR])
-    batch[K.EDGE_INDEX], batch[K.UNIT_SHIFTS] = edges, shifts.to(dtype)
+    batch = atoms_batch([atoms] * displacements.shape[0], species, born_model.r_max, dtype, device, displacements,
+                        loc="loop integral: ")
     with torch.no_grad():
         z = born_model(batch)[K.BORN_CHARGES]
     return z.reshape(displacements.shape[0], -1, 3, 3)

@@ -42,7 +42,6 @@ class BornModelConfig:
     num_vector_pairs: int = 4  # pairs of 1o channels whose cross products make the 1e (antisymmetric) part
     num_tensor_pairs: int = 0  # pairs of 2e channels whose commutators also make 1e (needed where every polar
                                # vector vanishes, e.g. an A or B site with rotated octahedra around it)
-    readout_hidden: int = 0  # >0: a gated nonlinear readout (this many 0e, 1o and 2e channels) after the last layer
 
     def hidden_irreps(self) -> str:
         from e3nn import o3
@@ -96,9 +95,7 @@ class BornModel(torch.nn.Module):
                 node_feats_irreps=inter.target_irreps, target_irreps=hidden, correlation=config.correlation,
                 num_elements=n_el, use_sc=not first or "Residual" in config.interaction_first,
                 use_reduced_cg=config.use_reduced_cg))
-            last = layer == config.num_interactions - 1
-            self.readouts.append(gated_readout(hidden, readout_irreps, config.readout_hidden) if last and
-                                 config.readout_hidden > 0 else o3.Linear(hidden, readout_irreps))
+            self.readouts.append(o3.Linear(hidden, readout_irreps))
         self.cross = o3.ElementwiseTensorProduct(f"{k}x1o", f"{k}x1o", ["1e"])
         self.commutator = o3.ElementwiseTensorProduct(f"{k2}x2e", f"{k2}x2e", ["1e"]) if k2 else None
         self.mix_1e = o3.Linear(o3.Irreps(f"{k + k2}x1e"), o3.Irreps("1x1e"))
@@ -167,17 +164,6 @@ class BornModel(torch.nn.Module):
         with default_dtype(dtype):
             model = cls(config, stats.atomic_numbers, stats.born_offsets, stats.born_scale, stats.avg_num_neighbors)
         return model.to(dtype)
-
-
-def gated_readout(hidden, out_irreps, width: int) -> torch.nn.Module:
-    """Linear → gate (SiLU on scalars, sigmoid-gated 1o and 2e) → linear: an equivariant one-hidden-layer MLP, the
-    tensor analogue of MACE's nonlinear energy readout."""
-    from e3nn import nn, o3
-
-    gated = o3.Irreps(f"{width}x1o + {width}x2e")
-    gate = nn.Gate(o3.Irreps(f"{width}x0e"), [torch.nn.functional.silu], o3.Irreps(f"{2 * width}x0e"),
-                   [torch.sigmoid], gated)
-    return torch.nn.Sequential(o3.Linear(hidden, gate.irreps_in), gate, o3.Linear(gate.irreps_out, out_irreps))
 
 
 def acoustic_sum_rule(born: torch.Tensor, batch: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = 150
     lr: float = 0.01
+    born_lr: Optional[float] = None  # learning rate of the Born model (default: lr); it tolerates a higher one
     weight_decay: float = 5e-7
     optimizer: str = "adam"  # adam (amsgrad) | adamw
     amsgrad: bool = True

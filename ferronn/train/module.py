@@ -97,9 +97,11 @@ class FitTask(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        params = [p for m in self.models.values() if m is not None for p in m.parameters()]
+        # One parameter group per model: the Born model may learn at its own rate (train.born_lr).
+        rates = {"energy": cfg.lr, "born": cfg.born_lr or cfg.lr}
+        groups = [{"params": list(m.parameters()), "lr": rates[kind]} for kind, m in self.models.items() if m is not None]
         optimizer_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        optimizer = optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+        optimizer = optimizer_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
         if cfg.scheduler == "none":
             return optimizer
         if cfg.scheduler == "cosine":
