@@ -18,7 +18,8 @@ from ferronn.models.analytic import ConstantBornModel, HarmonicModel
 from ferronn.study import dielectric, hysteresis, phases, spectrum
 from ferronn.study.__main__ import main as study_main
 from ferronn.study.outputs import read_csv
-from ferronn.units import AMU_A2_PER_FS2_IN_EV, EPSILON0_E_PER_V_A, RAD_PER_FS_PER_WAVENUMBER, atomic_masses
+from ferronn.units import (AMU_A2_PER_FS2_IN_EV, E_PER_A2_TO_UC_PER_CM2, EPSILON0_E_PER_V_A,
+                           RAD_PER_FS_PER_WAVENUMBER, atomic_masses)
 from conftest import ROOT
 
 QE_SMALL = ROOT / "checkpoints" / "batio3-qe-small"
@@ -54,7 +55,7 @@ def test_classifier_on_displaced_perovskites_with_thermal_noise(direction, expec
         if expected != "C":  # the polarization points along the Ti shift (Z*_Ti·u / Ω plus the noise)
             d = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
             assert p @ d / np.linalg.norm(p) > 0.9
-            assert np.linalg.norm(p) == pytest.approx(7.25 * 0.15 * 8 / atoms.get_volume() * 1602.176634, rel=0.2)
+            assert np.linalg.norm(p) == pytest.approx(7.25 * 0.15 * 8 / atoms.get_volume() * E_PER_A2_TO_UC_PER_CM2, rel=0.2)
 
 
 def test_pseudo_cubic_lattice_and_angles():
@@ -207,3 +208,9 @@ def test_spectrum_study_end_to_end(tmp_path, capsys):
     fig = spectrum.plot(str(out / "spectrum.csv"))
     assert np.allclose(_plotted(fig, 0)[2][1], cols["chi_zz_im"])
     assert np.allclose(_plotted(fig, 1)[0][1], cols["chi_xx_re"])
+
+
+@pytest.mark.parametrize("study", ["dielectric", "hysteresis", "phases", "spectrum"])
+def test_shipped_study_recipes_load(study, capsys):
+    assert study_main([study, "--config", str(ROOT / "recipes" / f"study_{study}.yaml"), "--print-config"]) == 0
+    assert f"{study}:" in capsys.readouterr().out
