@@ -214,3 +214,30 @@ def test_spectrum_study_end_to_end(tmp_path, capsys):
 def test_shipped_study_recipes_load(study, capsys):
     assert study_main([study, "--config", str(ROOT / "recipes" / f"study_{study}.yaml"), "--print-config"]) == 0
     assert f"{study}:" in capsys.readouterr().out
+
+
+def test_phase_ramp_finds_the_mean_field_double_well_transition(tmp_path):
+    """Ti in quartic wells coupled through their mean (c < 0: ⟨100⟩ easy axes), 216 sites: heating through the
+    known mean-field T_c gives tetragonal below and cubic above, the transition between the bracketing points."""
+    from ferronn.models.analytic import MeanFieldDoubleWellModel
+    from ferronn.study.config import StudyConfig
+
+    atoms = ase.Atoms("BaTiO3", scaled_positions=FRAC, cell=4.0 * np.eye(3), pbc=True).repeat((6, 6, 6))
+    model = MeanFieldDoubleWellModel(atoms.positions, atoms.numbers, 22, a=1.0, b=25.0, c=-18.0, coupling=2.0,
+                                     stiffness=5.0)
+    tc = model.critical_temperature()
+    assert 350 < tc < 430
+    born = ConstantBornModel(torch.tensor(_nominal_born(atoms)), atoms.numbers)
+    config = StudyConfig(out=str(tmp_path / "phases"))
+    config.md = MDConfig(ensemble="nvt_langevin", dt_fs=4.0, friction_per_fs=0.01, steps=400, equilibration_steps=200,
+                         trajectory_every=20, restart_every=0, log_every=100, dtype="float64", device="cpu", seed=2)
+    config.phases.temperatures = [0.4 * tc, 0.75 * tc, 2.0 * tc]
+    config.phases.pseudo_cubic = [6, 6, 6]
+    result = phases.run(config, (model, born, atoms))
+    cols = read_csv(str(tmp_path / "phases" / "phases.csv"))
+    assert list(result["phases"].values()) == ["T", "T", "C"], cols
+    (transition,) = result["transitions"]
+    assert 0.75 * tc < transition["T_K"] < 2.0 * tc
+    # Mean-field order parameter at T → 0 is m0 = sqrt((J − a)/(b + c)) along an axis; at 0.4 T_c it is ~0.9 m0.
+    p0 = 7.25 * np.sqrt(1.0 / 7.0) / 64.0 * E_PER_A2_TO_UC_PER_CM2
+    assert 0.8 * p0 < cols["P_abs_uC_cm2"][0] < p0

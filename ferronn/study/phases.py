@@ -88,18 +88,23 @@ def _born_charges(born_model, atoms) -> np.ndarray:
     from ..data.graph import SpeciesTable
     from ..data.verlet import atoms_batch
 
-    param = next(born_model.parameters())
-    batch = atoms_batch([atoms], SpeciesTable(born_model.atomic_numbers), born_model.r_max, param.dtype, param.device)
+    import itertools
+
+    tensor = next(itertools.chain(born_model.parameters(), born_model.buffers()))
+    batch = atoms_batch([atoms], SpeciesTable(born_model.atomic_numbers), born_model.r_max, born_model.dtype,
+                        tensor.device)
     with torch.no_grad():
         return born_model(batch)[K.BORN_CHARGES].double().cpu().numpy()
 
 
-def run(config: StudyConfig) -> dict:
+def run(config: StudyConfig, inputs=None) -> dict:
+    """The ramp; ``inputs`` (energy model, Born model, structure) replace the recipe's md.energy/born/structure
+    (analytic models from Python)."""
     import ase.io
 
     st, out = config.phases, config.out
     ledger = Ledger(out, "phases", config.md)
-    energy, born, atoms = load_inputs(config.md)
+    energy, born, atoms = inputs or load_inputs(config.md)
     if born is None:
         raise ConfigError("phases: the polarization needs Born charges; set md.born to a born.ckpt")
     every = config.md.trajectory_every
