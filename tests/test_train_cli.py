@@ -111,7 +111,7 @@ def test_resume_after_kill_continues_the_run(tmp_path):
     reference_rows = (reference / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
     killed_rows = log.read_text().splitlines()
     killed_rows = killed_rows[:-1]  # the kill may have cut the last line short
-    assert len(killed_rows) > 5 and killed_rows == reference_rows[:len(killed_rows)]
+    assert len(killed_rows) >= 4 and killed_rows == reference_rows[:len(killed_rows)]
     out = subprocess.run(train_cmd(killed, epochs), cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "already holds a run" in out.stderr
 
