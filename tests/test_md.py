@@ -251,3 +251,18 @@ def test_dielectric_classifies_replicas_by_field_amplitude(tmp_path):
     assert sim.dielectric.zero == [0] and sim.dielectric.pairs == []
     cfg.field_kind = "constant"
     assert Simulation(cfg, energy, born, atoms, out=str(tmp_path)).dielectric.pairs == [(1, 2, 2)]
+
+
+def test_block_average_memory_is_bounded_and_merged_blocks_are_exact():
+    """A long run holds at most max_blocks blocks: adjacent blocks merge (block length doubles) and the merged
+    block means are exactly the means over the longer blocks; the mean is unaffected."""
+    from ferronn.md.observables import BlockAverage
+
+    x = torch.randn(1000, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    avg = BlockAverage(5, max_blocks=8)
+    for row in x:
+        avg.add(row)
+    assert len(avg.block_means()) < 8 and avg.block == 5 * 2 ** 5  # 200 blocks of 5 → 6 blocks of 160
+    expected = x[: 160 * 6].reshape(6, 160, 2, 3).mean(dim=1)
+    torch.testing.assert_close(avg.block_means(), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(avg.mean(), x.mean(dim=0), rtol=0, atol=1e-12)

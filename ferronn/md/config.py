@@ -22,7 +22,7 @@ class DielectricConfig:
     field: float = 0.005  # V/Å, amplitude of the ±E replicas
     linearity_check: bool = False  # also ±E/2 replicas: ε at |E|/2 must agree with ε at |E| (linear response)
     eps_inf: float = 1.0  # electronic ε∞ (isotropic), added to both estimators
-    block: int = 50  # samples per block for the error bars
+    block: int = 50  # samples per block for the error bars (doubled whenever 256 blocks are held: bounded memory)
 
 
 @dataclasses.dataclass

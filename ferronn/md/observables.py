@@ -17,12 +17,17 @@ from ..units import EPSILON0_E_PER_V_A, KB_EV_PER_K
 
 
 class BlockAverage:
-    """Running mean of a per-replica tensor x (B, ...) with block means for error bars."""
+    """Running mean of a per-replica tensor x (B, ...) with block means for error bars.
 
-    def __init__(self, block: int):
+    Memory stays bounded however long the run: once ``max_blocks`` blocks are held, adjacent blocks are merged
+    (the block length doubles), which only makes the blocks less correlated."""
+
+    def __init__(self, block: int, max_blocks: int = 256):
         if block < 1:
             raise ValueError(f"block length must be >= 1 sample, got {block}")
-        self.block = block
+        if max_blocks < 4 or max_blocks % 2:
+            raise ValueError(f"max_blocks must be even and >= 4, got {max_blocks}")
+        self.block, self.max_blocks = block, max_blocks
         self.count = 0
         self._sum = None
         self._blocks: List[torch.Tensor] = []
@@ -33,6 +38,9 @@ class BlockAverage:
         self.count += 1
         if self.count % self.block == 0:
             self._blocks.append(self._sum.clone())  # running totals; block means are their differences
+            if len(self._blocks) == self.max_blocks:  # keep every second boundary: pairs of blocks merge
+                self._blocks = self._blocks[1::2]
+                self.block *= 2
 
     def block_means(self) -> torch.Tensor:
         """(n_blocks, B, ...) means of each completed block."""
