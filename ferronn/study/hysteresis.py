@@ -5,7 +5,7 @@ against the polarization finds the switching field first and E_max = ramp_factor
 Per cycle (time order): P_r± = P where E crosses 0 going down/up, E_c± = E where P crosses 0 going up/down;
 P_r = (P_r+ − P_r−)/2, E_c = (E_c+ − E_c−)/2. The loop closes when, near ±E_max (|E| ≥ 0.9 E_max), the rising
 and falling branches agree within 2σ. P is the cell polarization change M(t)/Ω integrated from Z*·dr (only
-changes of P are defined: the loop is centred on the mean of its tips). Outputs: hysteresis.csv (the loop),
+changes of P are defined: P_r and E_c use differences across the loop, so the offset drops out). Outputs: hysteresis.csv (the loop),
 hysteresis_cycles.csv, hysteresis.png, study.json.
 """
 
