@@ -68,12 +68,13 @@ def test_pseudo_cubic_lattice_and_angles():
 # --- hysteresis: P_r and E_c of a known loop ------------------------------------------------------------------------
 
 def test_cycle_analysis_recovers_remanence_and_coercive_field():
-    """A tanh loop with P_s = 30 μC/cm², E_c = 0.05 V/Å: P_r = P_s tanh(E_c/w), E_c recovered, tips closed."""
+    """A tanh loop with P_s = 30 μC/cm², E_c = 0.05 V/Å, seen as ΔP from its +P start (offset −P_s, as MD gives
+    it): P_r = P_s tanh(E_c/w), E_c recovered, tips closed."""
     e_max, ec, w, ps = 0.2, 0.05, 0.02, 30.0
     t = np.linspace(0, 1, 2001)[1:]
     e = e_max * (1 - 4 * np.abs(np.remainder(t + 0.25, 1.0) - 0.5))  # triangle: 0 → E_max → 0 → −E_max → 0
     rising = np.gradient(e) > 0
-    p = np.where(rising, ps * np.tanh((e - ec) / w), ps * np.tanh((e + ec) / w))
+    p = np.where(rising, ps * np.tanh((e - ec) / w), ps * np.tanh((e + ec) / w)) - ps
     out = hysteresis.analyse_cycle(e, p, e_max)
     assert out["switched"]
     assert (out["P_r_plus"] - out["P_r_minus"]) / 2 == pytest.approx(ps * np.tanh(ec / w), rel=1e-3)

@@ -5,8 +5,9 @@ against the polarization finds the switching field first and E_max = ramp_factor
 Per cycle (time order): P_r± = P where E crosses 0 going down/up, E_c± = E where P crosses 0 going up/down;
 P_r = (P_r+ − P_r−)/2, E_c = (E_c+ − E_c−)/2. The loop closes when, near ±E_max (|E| ≥ 0.9 E_max), the rising
 and falling branches agree within 2σ. P is the cell polarization change M(t)/Ω integrated from Z*·dr (only
-changes of P are defined: P_r and E_c use differences across the loop, so the offset drops out). Outputs: hysteresis.csv (the loop),
-hysteresis_cycles.csv, hysteresis.png, study.json.
+changes of P are defined): E_c is read where P crosses the loop's centre, the mean of its values at ±E_max, and
+P_r is a difference across the loop. Outputs: hysteresis.csv (the loop), hysteresis_cycles.csv, hysteresis.png,
+study.json.
 """
 
 from __future__ import annotations
@@ -102,13 +103,14 @@ def _crossings(x, y, rising: bool):
 def analyse_cycle(e: np.ndarray, p: np.ndarray, e_max: float) -> dict:
     """P_r±, E_c± and the branches' P near ±E_max of one replica's cycle (E in V/Å, P in μC/cm², time order)."""
     de = np.gradient(e)
-    pr_down, pr_up = _crossings(e, p, rising=False), _crossings(e, p, rising=True)
-    ec_up, ec_down = _crossings(p, e, rising=True), _crossings(p, e, rising=False)
     tips = {}
     for sign, name in ((1, "top"), (-1, "bottom")):
         near = sign * e >= 0.9 * e_max
         tips[f"P_{name}_rising"] = float(p[near & (de > 0)].mean()) if (near & (de > 0)).any() else float("nan")
         tips[f"P_{name}_falling"] = float(p[near & (de < 0)].mean()) if (near & (de < 0)).any() else float("nan")
+    centre = np.nanmean(list(tips.values())) if np.isfinite(list(tips.values())).any() else 0.5 * (p.max() + p.min())
+    pr_down, pr_up = _crossings(e, p, rising=False), _crossings(e, p, rising=True)
+    ec_up, ec_down = _crossings(p - centre, e, rising=True), _crossings(p - centre, e, rising=False)
     first = lambda v: float(v[0]) if v else float("nan")  # noqa: E731
     return {"P_r_plus": first(pr_down), "P_r_minus": first(pr_up), "E_c_plus": first(ec_up),
             "E_c_minus": first(ec_down), "switched": bool(ec_up and ec_down),
