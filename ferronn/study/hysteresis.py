@@ -19,10 +19,10 @@ import os
 import numpy as np
 
 from ..errors import ConfigError, SimulationError
-from ..md.engine import Simulation, load_inputs
+from ..md.engine import load_inputs
 from ..units import V_PER_A_TO_KV_PER_CM
 from .config import StudyConfig
-from .outputs import Ledger, figure, read_csv, save_figure, write_csv
+from .outputs import Ledger, figure, read_csv, resumed_simulation, save_figure, write_csv
 
 AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -50,9 +50,7 @@ def find_switching_field(config: StudyConfig, models, atoms, folder: str) -> dic
     md = dataclasses.replace(config.md, fields=[field], field_kind="ramp", field_period_fs=period, steps=max_steps,
                              equilibration_steps=0, log_every=st.sample_every,
                              dielectric=dataclasses.replace(config.md.dielectric, finite_field=False))
-    sim = Simulation(md, *models, atoms, out=folder)
-    if os.path.exists(os.path.join(folder, "restart.pt")):
-        sim.load_restart()
+    sim = resumed_simulation(md, models, atoms, folder)
     chunk = 20 * st.sample_every
     while sim.steps_done < max_steps:
         sim.run(min(chunk, max_steps - sim.steps_done), progress=False)
@@ -143,9 +141,7 @@ def run(config: StudyConfig) -> dict:
                              steps=st.cycles * per_cycle, equilibration_steps=0, log_every=st.sample_every,
                              dielectric=dataclasses.replace(config.md.dielectric, finite_field=False))
     folder = os.path.join(out, "loop")
-    sim = Simulation(md, energy, born, atoms, out=folder)
-    if os.path.exists(os.path.join(folder, "restart.pt")):
-        sim.load_restart()
+    sim = resumed_simulation(md, (energy, born), atoms, folder)
     for k in range(st.cycles):
         if ledger.get(f"cycle{k}") is not None:
             continue

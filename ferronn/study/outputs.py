@@ -44,12 +44,18 @@ class Ledger:
         write_json(self.path, {"study": self.study, "md": self.md, "units": self.units})
 
 
-def run_unit(md: MDConfig, models, atoms, folder: str, steps: Optional[int] = None) -> Simulation:
-    """Run (or finish, after a kill) the MD of one unit in ``folder``: ``steps`` more steps, default the recipe's
-    equilibration + production minus what its restart file says is done."""
+def resumed_simulation(md: MDConfig, models, atoms, folder: str) -> Simulation:
+    """The MD of one unit in ``folder``, continued from its restart file when a killed run left one."""
     sim = Simulation(md, *models, atoms, out=folder)
     if os.path.exists(os.path.join(folder, "restart.pt")):
         sim.load_restart()
+    return sim
+
+
+def run_unit(md: MDConfig, models, atoms, folder: str, steps: Optional[int] = None) -> Simulation:
+    """Run (or finish, after a kill) the MD of one unit in ``folder``: ``steps`` more steps, default the recipe's
+    equilibration + production minus what its restart file says is done."""
+    sim = resumed_simulation(md, models, atoms, folder)
     sim.run(steps, progress=False)
     return sim
 

@@ -114,18 +114,21 @@ def run(config: StudyConfig, inputs=None) -> dict:
     for t in st.temperatures:
         key = f"{t:g}"
         folder = os.path.join(out, f"T{key}K")
+        trajectory = os.path.join(folder, "trajectory_r0.extxyz")
         if ledger.get(key) is None:
             md = dataclasses.replace(config.md, temperatures=[float(t)])
             run_unit(md, (energy, born), start, folder)
-            frames = [f for f in ase.io.read(os.path.join(folder, "trajectory_r0.extxyz"), ":")
-                      if int(f.info["step"]) > md.equilibration_steps]
+            everything = ase.io.read(trajectory, ":")
+            frames = [f for f in everything if int(f.info["step"]) > md.equilibration_steps]
             pols = np.array([local_polarization(f, _born_charges(born, f), st.pseudo_cubic) for f in frames])
             lattice = [pseudo_cubic(f.cell.array, st.pseudo_cubic) for f in frames]
             err = pols.std(axis=0, ddof=1) / np.sqrt(len(pols)) if len(pols) > 1 else np.full(3, np.nan)
             ledger.record(key, {"temperature_K": float(t), "P": pols.mean(axis=0).tolist(), "P_err": err.tolist(),
                                 "lattice": {k: float(np.mean([x[k] for x in lattice])) for k in lattice[0]},
                                 "frames": len(frames)})
-        start = ase.io.read(os.path.join(folder, "trajectory_r0.extxyz"), -1)
+            start = everything[-1]
+        else:  # finished before a kill: the ramp goes on from its last frame
+            start = ase.io.read(trajectory, -1)
     return _report(config, ledger)
 
 
