@@ -17,6 +17,8 @@ field-induced clamped-ion stress −(1/Ω)E·∂M/∂ε is neglected: the stress
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
@@ -45,11 +47,13 @@ class FerroCalculator(Calculator):
     """ferronn models behind ASE's calculator protocol (see the module docstring for the physics)."""
 
     implemented_properties = ["energy", "free_energy", "energy_zero_field", "forces", "stress", "born_charges",
-                              "dipole", "polarization"]
+                              "dipole", "polarization", "energy_std", "forces_std", "born_charges_std"]
 
     def __init__(self, model, born=None, device=None, dtype=None, field=(0.0, 0.0, 0.0), skin: float = 0.5,
                  **kwargs):
-        """``model``/``born``: checkpoint paths (or loaded models); ``skin`` (Å) of the reused neighbour list."""
+        """``model``/``born``: checkpoint paths, committee folders (``train --committee N``; then the results also hold
+        ``energy_std``, ``forces_std``, ``born_charges_std``) or loaded models; ``skin`` (Å) of the reused
+        neighbour list."""
         super().__init__(**kwargs)
         self.device = resolve_device("auto" if device is None else str(device), "FerroCalculator device")
         if isinstance(dtype, str):
@@ -109,11 +113,15 @@ class FerroCalculator(Calculator):
             batch[K.POSITIONS], batch[K.CELL], batch[K.BATCH], self._edges[0], self._edges[1].to(self.dtype))
         return batch
 
-    def _born(self, batch):
+    def _born(self, batch, spread: Optional[dict] = None):
+        """Z* (N, 3, 3); a committee's spread goes into ``spread`` when given."""
         if self._born_order is not None:
             batch = {**batch, K.SPECIES: self._born_order[batch[K.SPECIES]]}
         with torch.no_grad():
-            return self.born_model(batch)[K.BORN_CHARGES]
+            out = self.born_model(batch)
+        if spread is not None and K.BORN_CHARGES_STD in out:
+            spread["born_charges_std"] = out[K.BORN_CHARGES_STD].cpu().numpy()
+        return out[K.BORN_CHARGES]
 
     def _dipole(self, atoms, batch, born) -> torch.Tensor:
         ref = self._reference
@@ -144,8 +152,11 @@ class FerroCalculator(Calculator):
         u0 = out[K.ENERGY][0]
         forces = out[K.FORCES]
         results = {"energy_zero_field": float(u0.detach())}
+        if K.FORCES_STD in out:  # a committee: its spread, for uncertainty-aware workflows
+            results["energy_std"] = float(out[K.ENERGY + K.STD_SUFFIX][0].detach())
+            results["forces_std"] = out[K.FORCES_STD].detach().cpu().numpy()
         if self.born_model is not None:
-            born = self._born(batch)
+            born = self._born(batch, results)
             dipole = self._dipole(atoms, batch, born)
             field = self._field
             forces = forces + field_forces(born, field.expand(born.shape[0], 3))

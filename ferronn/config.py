@@ -6,11 +6,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import yaml
 
 from .errors import ConfigError
+
+
+def _float_string(value) -> bool:
+    """'1e-8': YAML 1.1 reads exponents without a dot as strings; a float setting accepts them."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _type_ok(value, tp) -> bool:
@@ -22,10 +33,13 @@ def _type_ok(value, tp) -> bool:
     if origin in (list, List):
         (arg,) = typing.get_args(tp) or (typing.Any,)
         return isinstance(value, list) and all(_type_ok(v, arg) for v in value)
+    if origin in (dict, Dict):
+        key_tp, value_tp = typing.get_args(tp) or (typing.Any, typing.Any)
+        return isinstance(value, dict) and all(_type_ok(k, key_tp) and _type_ok(v, value_tp) for k, v in value.items())
     if tp is type(None):
         return value is None
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or _float_string(value)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is list:
@@ -40,6 +54,8 @@ def _type_name(tp) -> str:
         return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
     if origin in (list, List):
         return f"list of {_type_name(args[0])}" if args else "list"
+    if origin in (dict, Dict):
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}" if args else "mapping"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

@@ -27,6 +27,7 @@ never enters that label's loss or metric (labels there hold NaN, never zeros):
 
 Model outputs reuse the label keys (energy, forces, stress, born_charges) plus:
     node_energy    (N,)       eV per atom, float64
+    <label>_std    shape of the label: a committee's spread (standard deviation over members), same unit
 """
 
 POSITIONS = "positions"
@@ -47,6 +48,9 @@ STRESS = "stress"
 BORN_CHARGES = "born_charges"
 BORN_CHARGES_RAW = "born_charges_raw"
 NODE_ENERGY = "node_energy"
+STD_SUFFIX = "_std"
+FORCES_STD = FORCES + STD_SUFFIX
+BORN_CHARGES_STD = BORN_CHARGES + STD_SUFFIX
 
 #: Labels a dataset may carry, in the order metrics are reported.
 LABELS = (ENERGY, FORCES, STRESS, BORN_CHARGES)

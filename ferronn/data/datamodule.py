@@ -50,6 +50,7 @@ class SplitConfig:
     test_fraction: float = 0.15
     val_count: Optional[int] = None  # overrides val_fraction
     test_count: Optional[int] = None  # overrides test_fraction
+    seed: Optional[int] = None  # seed of the random split (default: train.seed; a committee keeps one split)
 
 
 @dataclasses.dataclass
@@ -160,7 +161,8 @@ class FrameDataModule(L.LightningDataModule):
         if self.config.test_path:
             test_frames = read_frames(self.config.test_path, self.config.keys, labels_needed=self.labels_needed)
         source = f"data split of '{self.path}'"
-        train, val, test = split_indices(len(frames), self.config.split, self.seed, bool(test_frames), source)
+        split_seed = self.seed if self.config.split.seed is None else self.config.split.seed
+        train, val, test = split_indices(len(frames), self.config.split, split_seed, bool(test_frames), source)
         for name, idx in (("train", train), ("val", val)):
             if not idx:
                 raise DataError(f"{source}: the {name} split is empty ({len(frames)} frames in the file)")

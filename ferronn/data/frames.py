@@ -194,3 +194,28 @@ def read_structure(path, index: int = 0, key: str = "structure"):
     frame_from_atoms(atoms, KeyMap(None, None, None, None, None), path, index)  # the checks only
     return atoms
 
+
+
+def read_structures(path, index: str = ":", key: str = "in"):
+    """Frames ``index`` (ASE syntax: ':', '3', '47:', '0:10:2') of ``path`` as (atoms list, their indices in the
+    file), each checked like a training frame; errors name the file, the frame and the key."""
+    import ase.io
+    from ase.io.formats import string2index
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"file '{path}' (key '{key}'): no such file")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # ASE raises many types for truncated/garbled files
+        raise DataError(f"file '{path}' (key '{key}'): could not be read by ASE ({type(exc).__name__}: {exc})") from None
+    try:
+        selected = range(len(frames))[string2index(index)]
+    except (ValueError, IndexError):
+        raise DataError(f"file '{path}' (key 'index'): '{index}' selects no frame of {len(frames)}") from None
+    sources = [selected] if isinstance(selected, int) else list(selected)
+    if not sources:
+        raise DataError(f"file '{path}' (key 'index'): '{index}' selects no frame of {len(frames)}")
+    for source in sources:
+        frame_from_atoms(frames[source], KeyMap(None, None, None, None, None), path, source)
+    return [frames[i] for i in sources], sources

@@ -97,6 +97,10 @@ def load_inputs(config: MDConfig):
     return energy, born, atoms.repeat(config.supercell)
 
 
+#: Log columns of a committee's spread (ModelForces.spread), present only when the models are committees.
+SPREAD_COLUMNS = {"born": "born_std_max_e", "forces": "force_std_max_eV_A"}
+
+
 class Simulation:
     """Batched replicas + force provider + integrator + accumulators (see the module docstring)."""
 
@@ -224,12 +228,14 @@ class Simulation:
         new = not os.path.exists(path)
         with open(path, "a", newline="") as handle:
             writer = csv.writer(handle)
+            spread = {k: v.cpu().tolist() for k, v in sorted(self.forces.spread.items())}
             if new:
-                writer.writerow(self.LOG_FIELDS)
+                writer.writerow(self.LOG_FIELDS + [SPREAD_COLUMNS[k] for k in spread])
             for b, (t, tt, u, k, h, p, v, e, m, pp, abc) in enumerate(rows):
                 writer.writerow([self.steps_done, f"{float(s.time):.3f}", b, f"{t:.3f}", tt, f"{u:.6f}", f"{k:.6f}",
                                  f"{h:.6f}", f"{p:.5f}", f"{v:.4f}", *e, *[f"{x:.6f}" for x in m],
-                                 *[f"{x:.4f}" for x in pp], *[f"{x:.5f}" for x in abc]])
+                                 *[f"{x:.4f}" for x in pp], *[f"{x:.5f}" for x in abc],
+                                 *[f"{v[b]:.5f}" for v in spread.values()]])
         if bar is not None:
             post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(p_gpa.mean()):.2f}GPa"}
             eps = self.dielectric.fluctuation() or self.dielectric.finite_field()
@@ -276,20 +282,11 @@ class Simulation:
 
     def _write_frames(self, state: Optional[MDState] = None, step: Optional[int] = None, path_of=None):
         """Append one extxyz frame per replica (to trajectory_r{b}.extxyz unless ``path_of(b)`` says otherwise)."""
-        import ase
         import ase.io
 
-        s = self.state if state is None else state
         step = self.steps_done if step is None else step
         path_of = path_of or (lambda b: os.path.join(self.out, f"trajectory_r{b}.extxyz"))
-        pos, cell, z = s.positions.detach().cpu().numpy(), s.cell.cpu().numpy(), s.atomic_numbers.cpu().numpy()
-        mom, ptr = s.momenta.detach().cpu().numpy(), s.ptr.tolist()
-        for b in range(s.num_replicas):
-            lo, hi = ptr[b], ptr[b + 1]
-            atoms = ase.Atoms(numbers=z[lo:hi], positions=pos[lo:hi], cell=cell[b], pbc=s.pbc[b].cpu().numpy())
-            atoms.set_momenta(mom[lo:hi] * ASE_TIME_UNIT_FS)  # amu·Å/fs → ASE's amu·Å/(Å·sqrt(amu/eV))
-            atoms.info.update(replica=b, step=step, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
-                              field=s.field[b].cpu().numpy(), temperature_target=float(s.temperature_target[b]))
+        for b, atoms in enumerate(replica_atoms(self.state if state is None else state, step)):
             ase.io.write(path_of(b), atoms, format="extxyz", append=True)
 
     # --- results ----------------------------------------------------------------------------------------------
@@ -353,6 +350,23 @@ class Simulation:
         for k, v in payload["averages"].items():
             self.averages[k].load_state_dict(v)
         _truncate_outputs(self.out, self.steps_done)
+
+
+def replica_atoms(s: MDState, step: int) -> list:
+    """One ase.Atoms per replica of ``s`` with its momenta and, in info, replica, step, time, dipole and field."""
+    import ase
+
+    pos, cell, z = s.positions.detach().cpu().numpy(), s.cell.cpu().numpy(), s.atomic_numbers.cpu().numpy()
+    mom, ptr = s.momenta.detach().cpu().numpy(), s.ptr.tolist()
+    out = []
+    for b in range(s.num_replicas):
+        lo, hi = ptr[b], ptr[b + 1]
+        atoms = ase.Atoms(numbers=z[lo:hi], positions=pos[lo:hi], cell=cell[b], pbc=s.pbc[b].cpu().numpy())
+        atoms.set_momenta(mom[lo:hi] * ASE_TIME_UNIT_FS)  # amu·Å/fs → ASE's amu·Å/(Å·sqrt(amu/eV))
+        atoms.info.update(replica=b, step=step, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
+                          field=s.field[b].cpu().numpy(), temperature_target=float(s.temperature_target[b]))
+        out.append(atoms)
+    return out
 
 
 def _truncate_outputs(out: str, step: int) -> None:

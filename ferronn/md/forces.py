@@ -43,6 +43,9 @@ class ModelForces:
         self.timed = False  # when True, model_seconds accumulates the wall time inside the model calls
         self.model_seconds = 0.0
         self.dangerous_builds = 0  # checks that found a list already past its guarantee (raise skin or check more)
+        # Committee models only: per-replica spread of the last call, on the device (no host sync):
+        # 'forces' = max over atoms of |σ_F| (eV/Å), 'born' = max over atoms and components of σ_Z* (e).
+        self.spread = {}
 
     def _clock(self, state: MDState, start: Optional[float] = None) -> Optional[float]:
         """Benchmark timer around a model call (synchronises CUDA, so only when ``timed``)."""
@@ -83,6 +86,8 @@ class ModelForces:
         out = self.energy_model(batch, compute_forces=True, compute_stress=self.compute_stress)
         self._clock(state, clock)
         forces = out[K.FORCES].detach()
+        if K.FORCES_STD in out:
+            self.spread["forces"] = per_replica_max(out[K.FORCES_STD].detach().norm(dim=-1), state)
         field = state.field if self.field is None else self.field(state.time).expand_as(state.field)
         born = state.born
         if self.born_model is not None:
@@ -90,9 +95,18 @@ class ModelForces:
                 batch = self._batch(state, "born")
                 clock = self._clock(state)
                 with torch.no_grad():
-                    born = self.born_model(batch)[K.BORN_CHARGES]
+                    born_out = self.born_model(batch)
+                born = born_out[K.BORN_CHARGES]
+                if K.BORN_CHARGES_STD in born_out:
+                    self.spread["born"] = per_replica_max(born_out[K.BORN_CHARGES_STD].flatten(1).amax(dim=1), state)
                 self._clock(state, clock)
             forces = forces + field_forces(born, field.to(born.dtype)[state.batch])
         self.calls += 1
         stress = out[K.STRESS].detach() if self.compute_stress else torch.zeros_like(state.cell)
         return state.replace(energy=out[K.ENERGY].detach(), forces=forces, stress=stress, born=born, field=field)
+
+
+def per_replica_max(values: torch.Tensor, state: MDState) -> torch.Tensor:
+    """Largest per-atom value (N,) of each replica (B,)."""
+    out = torch.zeros(state.num_replicas, dtype=values.dtype, device=values.device)
+    return out.scatter_reduce(0, state.batch, values, reduce="amax", include_self=False)

@@ -6,7 +6,7 @@ Forces F = -∂U/∂r (eV/Å). Stress by the symmetric strain trick: positions a
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 
@@ -37,32 +37,54 @@ def energy_forces_stress(
     ``training`` keeps the graph of the derivatives so a loss on forces/stress can be backpropagated.
     Structures without periodicity get NaN stress (mask them; their volume is undefined).
     """
-    positions = batch[K.POSITIONS]
-    cell = batch[K.CELL]
-    inputs = []
-    if compute_forces and not positions.requires_grad:
-        positions = positions.detach().requires_grad_(True)
-    if compute_forces:
-        inputs.append(positions)
-    if compute_stress:
-        displacement = torch.zeros_like(cell, requires_grad=True)
-        inputs.append(displacement)
-        strain = 0.5 * (displacement + displacement.transpose(-1, -2))
-        positions = positions + torch.einsum("ni,nij->nj", positions, strain[batch[K.BATCH]])
-        cell = cell + torch.bmm(cell, strain)
-    shifts = cartesian_shifts(batch[K.UNIT_SHIFTS], cell, batch[K.BATCH], batch[K.EDGE_INDEX])
-    out = dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, SHIFTS: shifts}))
-    if not inputs:
-        return out
+    return members_energy_forces_stress([energy_fn], batch, compute_forces, compute_stress, training)[0]
+
+
+def members_energy_forces_stress(
+    energy_fns: List[Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]],
+    batch: Dict[str, torch.Tensor],
+    compute_forces: bool = True,
+    compute_stress: bool = False,
+    training: bool = False,
+) -> List[Dict[str, torch.Tensor]]:
+    """``energy_forces_stress`` for several energy functions (a committee) on one batch and one neighbour list.
+
+    Each member gets its own leaf positions and strain, so one backward pass over the sum of all members'
+    energies yields every member's own forces and stress.
+    """
+    outs, inputs = [], []
+    for energy_fn in energy_fns:
+        positions, cell = batch[K.POSITIONS], batch[K.CELL]
+        leaves = []
+        if compute_forces:
+            if not positions.requires_grad or len(energy_fns) > 1:
+                positions = positions.detach().requires_grad_(True)
+            leaves.append(positions)
+        if compute_stress:
+            displacement = torch.zeros_like(cell, requires_grad=True)
+            leaves.append(displacement)
+            strain = 0.5 * (displacement + displacement.transpose(-1, -2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, strain[batch[K.BATCH]])
+            cell = cell + torch.bmm(cell, strain)
+        shifts = cartesian_shifts(batch[K.UNIT_SHIFTS], cell, batch[K.BATCH], batch[K.EDGE_INDEX])
+        outs.append(dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, SHIFTS: shifts})))
+        inputs.append(leaves)
+    if not inputs[0]:
+        return outs
+    flat = [x for leaves in inputs for x in leaves]
     grads = torch.autograd.grad(
-        [out[K.ENERGY].sum()], inputs, create_graph=training, retain_graph=training, allow_unused=True
+        [sum(out[K.ENERGY].sum() for out in outs)], flat, create_graph=training, retain_graph=training,
+        allow_unused=True,
     )
-    grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
-    if compute_forces:
-        out[K.FORCES] = -grads[0]
-    if compute_stress:
-        volume = cell_volumes(batch[K.CELL])
-        periodic = batch[K.PBC].all(dim=-1) if K.PBC in batch else torch.ones_like(volume, dtype=torch.bool)
-        stress = grads[-1] / volume[:, None, None]
-        out[K.STRESS] = torch.where(periodic[:, None, None], stress, torch.full_like(stress, float("nan")))
-    return out
+    grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, flat)]
+    per_member = len(inputs[0])
+    for m, out in enumerate(outs):
+        member = grads[m * per_member:(m + 1) * per_member]
+        if compute_forces:
+            out[K.FORCES] = -member[0]
+        if compute_stress:
+            volume = cell_volumes(batch[K.CELL])
+            periodic = batch[K.PBC].all(dim=-1) if K.PBC in batch else torch.ones_like(volume, dtype=torch.bool)
+            stress = member[-1] / volume[:, None, None]
+            out[K.STRESS] = torch.where(periodic[:, None, None], stress, torch.full_like(stress, float("nan")))
+    return outs

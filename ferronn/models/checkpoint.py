@@ -100,8 +100,15 @@ def read(path) -> dict:
 def load(path, device=None, dtype=None, kind: Optional[str] = None):
     """Rebuild the model stored at ``path`` (eval mode) on ``device`` in ``dtype`` (default: as saved).
 
-    ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error instead of a surprise.
+    ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error instead of a surprise. A folder
+    written by ``python -m ferronn.train --committee N`` loads as a committee of that kind.
     """
+    if os.path.isdir(path):  # a committee run's folder (committee.json lists the members)
+        from .committee import load_committee
+
+        if kind is None:
+            raise CheckpointError(f"'{path}' is a committee folder: say which kind to load (kind='energy' or 'born')")
+        return load_committee(path, kind, device=device, dtype=dtype)
     payload = read(path)
     classes = model_classes()
     if payload["kind"] not in classes:

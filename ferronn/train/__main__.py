@@ -21,6 +21,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int)
     parser.add_argument("--logger", choices=["csv", "wandb"])
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
+    parser.add_argument("--committee", type=int, metavar="N",
+                        help="train N members (seeds seed..seed+N-1, one split) into <out>/member<i>/ and write "
+                             "<out>/committee.json: a committee for uncertainty and active learning")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any recipe key, e.g. --set model.num_channels=16 --set train.lr=0.005")
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
@@ -42,9 +45,12 @@ def run(args) -> None:
     if args.print_config:
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return
-    from .run import train
+    from .run import train, train_committee
 
-    train(config, resume=args.resume)
+    if args.committee is not None:
+        train_committee(config, args.committee, resume=args.resume)
+    else:
+        train(config, resume=args.resume)
 
 
 def main(argv=None) -> int:

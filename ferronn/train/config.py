@@ -67,6 +67,7 @@ class RunConfig:
     name: str = "batio3-qe-default"
     task: str = "both"  # energy | born | both: which models to fit (each gets its own checkpoint)
     out: Optional[str] = None  # default runs/<name>
+    init_from: Optional[str] = None  # warm start: a run folder whose energy.ckpt/born.ckpt give the initial weights
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: EnergyModelConfig = dataclasses.field(default_factory=EnergyModelConfig)
     born_model: BornModelConfig = dataclasses.field(default_factory=BornModelConfig)

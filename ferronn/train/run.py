@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -63,6 +64,21 @@ def build_models(config: RunConfig, stats, dtype) -> dict:
             for kind, cls in classes.items()}
 
 
+def warm_start(models: dict, folder: str) -> None:
+    """Initialise ``models`` with the weights of the run in ``folder`` (its energy.ckpt / born.ckpt): active
+    learning retrains from the last round's models instead of from scratch. Architectures must match."""
+    for kind, model in models.items():
+        if model is None:
+            continue
+        path = os.path.join(folder, f"{kind}.ckpt")
+        if not os.path.exists(path):
+            raise ConfigError(f"init_from: '{folder}' has no {kind}.ckpt to start the {kind} model from")
+        source = checkpoint.load(path, kind=kind, dtype=model.dtype)
+        if source.hyperparameters()["config"] != model.hyperparameters()["config"]:
+            raise ConfigError(f"init_from: '{path}' was trained with other {kind} hyperparameters than this recipe")
+        model.load_state_dict(source.state_dict())
+
+
 def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
     """Copy the (EMA) weights of Lightning's best checkpoint into one ferronn checkpoint per model:
     ``energy.ckpt`` and/or ``born.ckpt`` in ``out``. Returns {kind: path}."""
@@ -116,6 +132,8 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     r_max = max(m.r_max for m in kinds.values())  # one neighbour list serves both models
     datamodule = FrameDataModule(config.data, r_max, cfg.seed, dtype, labels_needed=needed).prepare()
     models = build_models(config, datamodule.stats, dtype)
+    if config.init_from:
+        warm_start(models, config.init_from)
     recipe = to_dict(config)
     task = FitTask(models["energy"], models["born"], cfg, recipe)
     os.makedirs(out, exist_ok=True)
@@ -168,4 +186,57 @@ def train(config: RunConfig, resume: bool = False) -> dict:
                 "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
     print(f"wrote {', '.join(sorted(os.path.basename(p) for p in paths.values()))}, metrics.json and parity "
           f"plots in {out} (fit {fit_seconds:.1f} s)")
+    return metrics
+
+
+def train_committee(config: RunConfig, size: int, resume: bool = False) -> dict:
+    """Fit ``size`` members that differ in their seed (initial weights and data order) on one fixed split:
+    ``<out>/member<i>/`` each, plus ``committee.json`` and the committee's own test metrics in metrics.json."""
+    import dataclasses
+
+    from ..models.committee import write_committee_file
+
+    if size < 2:
+        raise ConfigError(f"--committee: a committee needs at least 2 members, got {size}")
+    out = config.out_dir()
+    split = dataclasses.replace(config.data.split, seed=config.data.split.seed if config.data.split.seed is not None
+                                else config.train.seed)
+    members, per_member = {kind: [] for kind in config.model_configs()}, []
+    for i in range(size):
+        folder = os.path.join(out, f"member{i}")
+        member = dataclasses.replace(
+            config, name=f"{config.name}-member{i}", out=folder,
+            init_from=os.path.join(config.init_from, f"member{i}") if config.init_from else None,
+            data=dataclasses.replace(config.data, split=split),
+            train=dataclasses.replace(config.train, seed=config.train.seed + i))
+        if resume and os.path.exists(os.path.join(folder, "metrics.json")):
+            print(f"member {i}: already trained in {folder}")
+        else:
+            print(f"== committee member {i + 1}/{size} (seed {member.train.seed})")
+            train(member, resume=resume and os.path.exists(os.path.join(folder, "checkpoints", "last.ckpt")))
+        with open(os.path.join(folder, "metrics.json")) as handle:
+            per_member.append(json.load(handle)["test"])
+        for kind in members:
+            members[kind].append(os.path.join(f"member{i}", f"{kind}.ckpt"))
+    write_committee_file(out, members)
+    metrics = committee_report(config, out, split)
+    write_json(os.path.join(out, "metrics.json"), {"test": metrics, "members": per_member, "size": size})
+    return metrics
+
+
+def committee_report(config: RunConfig, out: str, split) -> dict:
+    """Test metrics of the committee's mean prediction, plus its mean spread on the test frames."""
+    import dataclasses
+
+    from ..models.committee import load_committee
+
+    device = resolve_device(config.train.device, "train.device")
+    dtype = DTYPES[config.train.dtype]
+    kinds = config.model_configs()
+    datamodule = FrameDataModule(dataclasses.replace(config.data, split=split), max(m.r_max for m in kinds.values()),
+                                 config.train.seed, dtype).prepare()
+    models = {kind: load_committee(out, kind, device=device) for kind in kinds}
+    metrics, _ = evaluate(models, datamodule.test_dataloader(), device=device)
+    print(format_table(metrics, f"{config.name}: committee of {len(next(iter(models.values())))} (test, "
+                                f"{len(datamodule.graphs['test'])} frames)"))
     return metrics

@@ -1,0 +1,86 @@
+"""Active-learning recipe (``python -m ferronn.active --config recipes/batio3_active.yaml``): plain dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from ..config import load_config
+from ..errors import ConfigError
+from ..label.config import LabelConfig
+
+
+@dataclasses.dataclass
+class ExploreConfig:
+    """MD with the committee: one replica per temperature × field, all in one batch."""
+
+    structure: str = "../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz"
+    index: int = 1  # frame of ``structure`` the replicas start from (cubic a = 4.00 Å)
+    supercell: List[int] = dataclasses.field(default_factory=lambda: [1, 1, 1])
+    temperatures: List[float] = dataclasses.field(default_factory=lambda: [100.0, 300.0, 600.0])  # K
+    fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
+    ensemble: str = "nvt_langevin"
+    dt_fs: float = 1.0
+    steps: int = 2000  # per round
+    check_every: int = 20  # steps between committee-spread checks (each check is a candidate frame)
+    device: str = "auto"
+    seed: int = 0  # round r explores with seed + r
+
+
+@dataclasses.dataclass
+class SelectConfig:
+    """Thresholds of the committee spread above which a frame goes to DFT (<= 0 disables a criterion)."""
+
+    force_std: float = 0.10  # eV/Å, max over atoms of |σ_F|
+    born_std: float = 0.10  # e, max over atoms and components of σ_Z*
+    min_spacing_steps: int = 200  # within one replica
+    max_per_round: int = 5
+
+
+@dataclasses.dataclass
+class ActiveConfig:
+    out: str = "runs/active"
+    seed_data: str = "../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz"  # labelled frames of round 0
+    test_data: Optional[str] = None  # fixed held-out set (frames never selected by the loop); required
+    train_recipe: Optional[str] = None  # training recipe (default: ferronn.train's defaults)
+    train_set: Dict[str, Any] = dataclasses.field(default_factory=dict)  # dotted overrides of that recipe
+    committee: int = 3
+    epochs: int = 150  # round 0, from scratch
+    retrain_epochs: int = 60  # later rounds, warm-started from the previous round's members
+    max_rounds: int = 5  # rounds after round 0
+    dft_budget: int = 15  # DFT calculations in all (failed ones count: they cost the same)
+    explore: ExploreConfig = dataclasses.field(default_factory=ExploreConfig)
+    select: SelectConfig = dataclasses.field(default_factory=SelectConfig)
+    label: LabelConfig = dataclasses.field(default_factory=LabelConfig)
+
+    def validate(self) -> "ActiveConfig":
+        def bad(key, expected, value):
+            raise ConfigError(f"active recipe: key '{key}' must be {expected}, got {value!r}")
+
+        if not self.test_data:
+            bad("test_data", "a labelled file of held-out frames (the loop's fixed test set)", self.test_data)
+        if self.committee < 2:
+            bad("committee", "an integer >= 2 (a spread needs two members)", self.committee)
+        for key in ("epochs", "retrain_epochs", "max_rounds"):
+            if getattr(self, key) < 1:
+                bad(key, "an integer >= 1", getattr(self, key))
+        if self.dft_budget < 0:
+            bad("dft_budget", ">= 0", self.dft_budget)
+        e = self.explore
+        if e.steps < 1 or e.check_every < 1 or e.check_every > e.steps:
+            bad("explore.check_every", f"between 1 and explore.steps ({e.steps})", e.check_every)
+        if not e.temperatures or min(e.temperatures) < 0:
+            bad("explore.temperatures", "a non-empty list of temperatures >= 0 K", e.temperatures)
+        if self.select.force_std <= 0 and self.select.born_std <= 0:
+            bad("select", "at least one threshold > 0 (force_std or born_std)", dataclasses.asdict(self.select))
+        if self.select.max_per_round < 1:
+            bad("select.max_per_round", "an integer >= 1", self.select.max_per_round)
+        self.label.validate()
+        return self
+
+
+CHOICES = {"explore.ensemble": ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")}
+
+
+def load_active_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> ActiveConfig:
+    return load_config(ActiveConfig, path, overrides, CHOICES).validate()

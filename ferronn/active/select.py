@@ -1,0 +1,42 @@
+"""Which explored frames go to DFT: those the committee disagrees on, not too close in time to each other."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Sequence
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One snapshot of an exploration replica, with the committee's spread there."""
+
+    replica: int
+    step: int
+    force_std: float  # eV/Å: max over atoms of |σ_F| (the norm of the per-component std)
+    born_std: float  # e: max over atoms and components of σ_Z*
+    atoms: object = None  # ase.Atoms of the snapshot
+
+
+def select_frames(candidates: Sequence[Candidate], force_std: float, born_std: float, min_spacing: int,
+                  max_count: int) -> List[int]:
+    """Indices of the candidates to label: spread above a threshold (force_std in eV/Å or born_std in e; a
+    threshold <= 0 disables that criterion), at least ``min_spacing`` steps apart within a replica (so a long
+    excursion is not labelled ten times), the most uncertain first (spread / threshold), at most ``max_count``."""
+    def score(c: Candidate) -> float:
+        ratios = []
+        if force_std > 0:
+            ratios.append(c.force_std / force_std)
+        if born_std > 0:
+            ratios.append(c.born_std / born_std)
+        return max(ratios) if ratios else 0.0
+
+    above = [i for i, c in enumerate(candidates) if score(c) > 1.0]
+    chosen: List[int] = []
+    for i in sorted(above, key=lambda i: (-score(candidates[i]), candidates[i].replica, candidates[i].step)):
+        if len(chosen) >= max_count:
+            break
+        c = candidates[i]
+        if all(candidates[j].replica != c.replica or abs(candidates[j].step - c.step) >= min_spacing
+               for j in chosen):
+            chosen.append(i)
+    return sorted(chosen, key=lambda i: (candidates[i].replica, candidates[i].step))
