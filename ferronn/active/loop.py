@@ -38,6 +38,7 @@ class ActiveLearning:
         self.config = config.validate()
         self.out, self.labeller, self.log = config.out, labeller, log
         self.ledger_path = os.path.join(self.out, "active.json")
+        self.committees = {}  # round → {kind: committee} trained in this process (saves rebuilding them)
         self.ledger = {"rounds": [], "dft_used": 0, "stopped": None}
         if os.path.exists(self.ledger_path):
             with open(self.ledger_path) as handle:
@@ -60,15 +61,22 @@ class ActiveLearning:
         cfg = self.config
         if not self.ledger["rounds"]:
             self._train_round(0, cfg.seed_data, candidates=[], selected=0, labelled=0, failed=0, start=time.time())
-        while self.ledger["stopped"] is None:
+        while True:  # the stop is decided from the ledger, so a rerun with a larger budget or more rounds goes on
             r = len(self.ledger["rounds"])
-            if r > cfg.max_rounds:
-                self._stop(f"max_rounds ({cfg.max_rounds}) reached")
+            last = self.ledger["rounds"][-1]
+            if r > 1 and last["selected"] == 0:
+                reason = f"round {r - 1} selected no frame: the committee agrees everywhere the MD went"
+            elif r > cfg.max_rounds:
+                reason = f"max_rounds ({cfg.max_rounds}) reached"
             elif self.ledger["dft_used"] >= cfg.dft_budget:
-                self._stop(f"DFT budget ({cfg.dft_budget}) spent")
+                reason = f"DFT budget ({cfg.dft_budget}) spent"
             else:
                 self._round(r)
-        self.log(f"active learning stopped: {self.ledger['stopped']}")
+                continue
+            break
+        self.ledger["stopped"] = reason
+        write_json(self.ledger_path, self.ledger)
+        self.log(f"active learning stopped: {reason}")
         return self.ledger
 
     def _round(self, r: int) -> None:
@@ -80,21 +88,16 @@ class ActiveLearning:
         chosen = select_frames(candidates, cfg.select.force_std, cfg.select.born_std, cfg.select.min_spacing_steps,
                                min(cfg.select.max_per_round, remaining))
         self.log(f"round {r}: {len(candidates)} candidates, {len(chosen)} above threshold selected")
-        if not chosen:
+        if not chosen:  # converged: recorded without retraining (the next pass of run() stops)
             self._record(r, None, candidates, 0, 0, 0, start)
-            self._stop(f"round {r} selected no frame: the committee agrees everywhere it went")
             return
         selected = [candidates[i].atoms for i in chosen]
         summary = self.label(selected)
-        self.ledger["dft_used"] += summary["labelled"] + len(summary["failed"])
+        self.ledger["dft_used"] = self.dft_calls()
         write_json(self.ledger_path, self.ledger)
         train_file = os.path.join(folder, "train.xyz")
         self._write_training_set(train_file)
         self._train_round(r, train_file, candidates, len(chosen), summary["labelled"], len(summary["failed"]), start)
-
-    def _stop(self, reason: str) -> None:
-        self.ledger["stopped"] = reason
-        write_json(self.ledger_path, self.ledger)
 
     # --- steps --------------------------------------------------------------------------------------------------
     def explore(self, r: int) -> list:
@@ -118,7 +121,8 @@ class ActiveLearning:
                       temperatures=list(e.temperatures), fields=[list(f) for f in e.fields], dt_fs=e.dt_fs,
                       steps=e.steps, equilibration_steps=0, log_every=e.check_every, trajectory_every=0,
                       restart_every=0, device=e.device, seed=e.seed + r, out=os.path.join(folder, "md"))
-        models = [load_committee(self.committee_dir(r - 1), kind) for kind in ("energy", "born")]
+        trained = self.committees.get(r - 1) or {}
+        models = [trained.get(kind) or load_committee(self.committee_dir(r - 1), kind) for kind in ("energy", "born")]
         sim = Simulation(md, *models, read_structure(e.structure, e.index).repeat(e.supercell), out=md.out)
         candidates = []
         try:
@@ -147,6 +151,17 @@ class ActiveLearning:
             atoms.arrays.pop("momenta", None)
         return label_frames(frames, self.labelled_path, self.config.label, log=self.log, labeller=self.labeller)
 
+    def dft_calls(self) -> int:
+        """DFT calculations spent so far: labelled frames plus recorded failures (counted from the files, so a
+        kill in the middle of a labelling batch loses no count)."""
+        from ..label.store import failures_path, read_labelled
+
+        failed = 0
+        if os.path.exists(failures_path(self.labelled_path)):
+            with open(failures_path(self.labelled_path)) as handle:
+                failed = len(json.load(handle))
+        return len(read_labelled(self.labelled_path)) + failed
+
     def _write_training_set(self, path: str) -> None:
         import ase.io
 
@@ -158,7 +173,7 @@ class ActiveLearning:
 
     def _train_round(self, r: int, data: str, candidates, selected, labelled, failed, start) -> None:
         from ..train.config import load_recipe
-        from ..train.run import train_committee
+        from ..train.run import fit_committee
 
         cfg = self.config
         overrides = dict(cfg.train_set)
@@ -168,7 +183,7 @@ class ActiveLearning:
                           "name": f"active-round{r}"})
         recipe = load_recipe(cfg.train_recipe, overrides)
         resume = os.path.isdir(self.committee_dir(r))
-        metrics = train_committee(recipe, cfg.committee, resume=resume)
+        metrics, self.committees[r] = fit_committee(recipe, cfg.committee, resume=resume)
         self._record(r, metrics, candidates, selected, labelled, failed, start, data)
 
     def _record(self, r, metrics, candidates, selected, labelled, failed, start, data=None) -> None:

@@ -80,7 +80,7 @@ def label_frames(frames, out: str, config: LabelConfig, sources=None, log: Calla
     config.validate()
     sources = list(range(len(frames))) if sources is None else list(sources)
     for atoms in frames:  # every element needs a pseudopotential: fail before the first expensive run
-        for symbol in set(atoms.get_chemical_symbols()):
+        for symbol in sorted(set(atoms.get_chemical_symbols())):
             config.qe.pseudopotential(symbol)
     if labeller is None:
         config.qe.check_executables(config.needs_ph)

@@ -95,9 +95,10 @@ def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
     return paths
 
 
-def test_report(paths: dict, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
-    """Evaluate the exported models on the test split: table on stdout, parity plots; returns the metrics."""
-    models = {kind: checkpoint.load(path, device=device, kind=kind) for kind, path in paths.items()}
+def test_report(models: dict, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
+    """Evaluate the exported models {kind: model} on the test split: table on stdout, parity plots; returns the
+    metrics."""
+    models = {kind: model.to(device) for kind, model in models.items()}
     metrics, acc = evaluate(models, datamodule.test_dataloader(), device=device, keep_values=True)
     metrics.update(reference_asr_residual(datamodule.test_frames))
     print(format_table(metrics, f"{title}: test metrics ({len(datamodule.graphs['test'])} frames)"))
@@ -113,6 +114,12 @@ def test_report(paths: dict, datamodule: FrameDataModule, out: str, device, titl
 
 def train(config: RunConfig, resume: bool = False) -> dict:
     """Fit the models of ``config.task``; returns the test metrics. Everything goes to out_dir()."""
+    return fit(config, resume)[0]
+
+
+def fit(config: RunConfig, resume: bool = False):
+    """``train`` returning (test metrics, {kind: exported model}): the models hold exactly the weights written to
+    energy.ckpt / born.ckpt (callers that go on using them need not rebuild them from disk)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -180,21 +187,27 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         "command": " ".join(["python -m ferronn.train"] + sys.argv[1:]),
     }
     paths = export_best(best, task.models, out, metadata)  # best-epoch EMA weights into the task's models
-    metrics = test_report(paths, datamodule, out, device, config.name)
+    exported = {kind: task.models[kind] for kind in paths}
+    metrics = test_report(exported, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
                {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,
                 "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
     print(f"wrote {', '.join(sorted(os.path.basename(p) for p in paths.values()))}, metrics.json and parity "
           f"plots in {out} (fit {fit_seconds:.1f} s)")
-    return metrics
+    return metrics, exported
 
 
 def train_committee(config: RunConfig, size: int, resume: bool = False) -> dict:
     """Fit ``size`` members that differ in their seed (initial weights and data order) on one fixed split:
     ``<out>/member<i>/`` each, plus ``committee.json`` and the committee's own test metrics in metrics.json."""
+    return fit_committee(config, size, resume)[0]
+
+
+def fit_committee(config: RunConfig, size: int, resume: bool = False):
+    """``train_committee`` returning (test metrics, {kind: committee}) with the trained members in memory."""
     import dataclasses
 
-    from ..models.committee import write_committee_file
+    from ..models.committee import committee_of, write_committee_file
 
     if size < 2:
         raise ConfigError(f"--committee: a committee needs at least 2 members, got {size}")
@@ -209,34 +222,35 @@ def train_committee(config: RunConfig, size: int, resume: bool = False) -> dict:
             init_from=os.path.join(config.init_from, f"member{i}") if config.init_from else None,
             data=dataclasses.replace(config.data, split=split),
             train=dataclasses.replace(config.train, seed=config.train.seed + i))
+        trained = {}
         if resume and os.path.exists(os.path.join(folder, "metrics.json")):
             print(f"member {i}: already trained in {folder}")
         else:
             print(f"== committee member {i + 1}/{size} (seed {member.train.seed})")
-            train(member, resume=resume and os.path.exists(os.path.join(folder, "checkpoints", "last.ckpt")))
+            _, trained = fit(member, resume=resume and os.path.exists(os.path.join(folder, "checkpoints", "last.ckpt")))
         with open(os.path.join(folder, "metrics.json")) as handle:
             per_member.append(json.load(handle)["test"])
         for kind in members:
-            members[kind].append(os.path.join(f"member{i}", f"{kind}.ckpt"))
-    write_committee_file(out, members)
-    metrics = committee_report(config, out, split)
+            path = os.path.join(folder, f"{kind}.ckpt")
+            members[kind].append(trained[kind] if kind in trained else checkpoint.load(path, kind=kind))
+    write_committee_file(out, {kind: [os.path.join(f"member{i}", f"{kind}.ckpt") for i in range(size)]
+                               for kind in members})
+    committees = {kind: committee_of(models) for kind, models in members.items()}
+    metrics = committee_report(config, committees, split)
     write_json(os.path.join(out, "metrics.json"), {"test": metrics, "members": per_member, "size": size})
-    return metrics
+    return metrics, committees
 
 
-def committee_report(config: RunConfig, out: str, split) -> dict:
-    """Test metrics of the committee's mean prediction, plus its mean spread on the test frames."""
+def committee_report(config: RunConfig, committees: dict, split) -> dict:
+    """Test metrics of the committees' {kind: committee} mean prediction on the recipe's test frames."""
     import dataclasses
 
-    from ..models.committee import load_committee
-
     device = resolve_device(config.train.device, "train.device")
-    dtype = DTYPES[config.train.dtype]
     kinds = config.model_configs()
     datamodule = FrameDataModule(dataclasses.replace(config.data, split=split), max(m.r_max for m in kinds.values()),
-                                 config.train.seed, dtype).prepare()
-    models = {kind: load_committee(out, kind, device=device) for kind in kinds}
-    metrics, _ = evaluate(models, datamodule.test_dataloader(), device=device)
-    print(format_table(metrics, f"{config.name}: committee of {len(next(iter(models.values())))} (test, "
-                                f"{len(datamodule.graphs['test'])} frames)"))
+                                 config.train.seed, DTYPES[config.train.dtype]).prepare()
+    metrics, _ = evaluate({k: c.to(device) for k, c in committees.items()}, datamodule.test_dataloader(),
+                          device=device)
+    size = len(next(iter(committees.values())))
+    print(format_table(metrics, f"{config.name}: committee of {size} (test, {len(datamodule.graphs['test'])} frames)"))
     return metrics
