@@ -101,8 +101,14 @@ def load(path, device=None, dtype=None, kind: Optional[str] = None):
     """Rebuild the model stored at ``path`` (eval mode) on ``device`` in ``dtype`` (default: as saved).
 
     ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error instead of a surprise. A folder
-    written by ``python -m ferronn.train --committee N`` loads as a committee of that kind.
+    written by ``python -m ferronn.train --committee N`` loads as a committee of that kind; a ``.pt2`` file written by
+    ``python -m ferronn.export`` loads as an exported model (no mace, e3nn or pickle involved).
     """
+    if os.fspath(path).endswith(".pt2"):  # an exported model (python -m ferronn.export)
+        from .export import load_exported
+
+        model = load_exported(path, device=device, kind=kind)
+        return model.to(dtype=dtype) if dtype is not None else model
     if os.path.isdir(path):  # a committee run's folder (committee.json lists the members)
         from .committee import load_committee
 
