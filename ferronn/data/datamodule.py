@@ -137,6 +137,29 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``batch_size`` structures in the order of ``sampler``; under DDP with ``world`` processes, rank
+    ``rank`` gets every world-th structure of each global batch. The processes together see exactly the batches
+    one process would, and DDP's gradient average is the one-process gradient (exactly for equal-size structures),
+    so a DDP run follows the single-process run. A last batch too small to give every rank a structure is
+    dropped under DDP (a rank without a batch would stall the others)."""
+
+    def __init__(self, sampler: EpochShuffleSampler, batch_size: int, rank: int = 0, world: int = 1):
+        self.sampler, self.batch_size, self.rank, self.world = sampler, batch_size, rank, world
+
+    def _global_batches(self):
+        order = list(self.sampler)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [b for b in batches if len(b) >= self.world]
+
+    def __len__(self):
+        return len(self._global_batches())
+
+    def __iter__(self):
+        for batch in self._global_batches():
+            yield batch[self.rank::self.world]
+
+
 class FrameDataModule(L.LightningDataModule):
     """Train/val/test graphs of labelled frames, batched into the ``ferronn.keys`` schema."""
 
@@ -184,13 +207,14 @@ class FrameDataModule(L.LightningDataModule):
 
     def _loader(self, name, batch_size, shuffle):
         graphs = self.graphs[name]
-        return torch.utils.data.DataLoader(
-            graphs,
-            batch_size=batch_size,
-            sampler=EpochShuffleSampler(len(graphs), self.seed) if shuffle else None,
-            collate_fn=functools.partial(collate, dtype=self.dtype),
-            num_workers=0,  # graphs are prebuilt; collating is cheaper than worker start-up
-        )
+        collate_fn = functools.partial(collate, dtype=self.dtype)
+        if not shuffle:  # val/test: every process evaluates all of it (identical metrics on every rank)
+            return torch.utils.data.DataLoader(graphs, batch_size=batch_size, collate_fn=collate_fn, num_workers=0)
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = GlobalBatchSampler(EpochShuffleSampler(len(graphs), self.seed), batch_size, rank, world)
+        # num_workers=0: graphs are prebuilt; collating is cheaper than worker start-up
+        return torch.utils.data.DataLoader(graphs, batch_sampler=sampler, collate_fn=collate_fn, num_workers=0)
 
     def train_dataloader(self):
         return self._loader("train", self.config.batch_size, shuffle=True)

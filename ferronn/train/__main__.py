@@ -18,6 +18,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--dtype", choices=["float32", "float64"])
+    parser.add_argument("--devices", type=int, help="processes per node (> 1: DDP; gloo on CPU, NCCL on GPUs)")
+    parser.add_argument("--num-nodes", type=int, help="nodes (DDP across nodes; launch one command per node)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--logger", choices=["csv", "wandb"])
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
@@ -34,7 +36,8 @@ def overrides_from_args(args) -> dict:
     from ..config import parse_overrides
 
     named = {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
-             "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger}
+             "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger,
+             "train.devices": args.devices, "train.num_nodes": args.num_nodes}
     return parse_overrides(args.set, named)
 
 

@@ -55,6 +55,9 @@ class TrainConfig:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    devices: int = 1  # processes per node; > 1 (or num_nodes > 1) trains with DDP (gloo on CPU, NCCL on GPUs)
+    num_nodes: int = 1
+    tf32: bool = False  # float32 matmuls/convolutions on TF32 tensor cores (Ampere+ GPUs; ~1e-3 relative error)
     dtype: str = "float64"  # float64 | float32
     logger: str = "csv"  # csv | wandb (offline unless WANDB_MODE says otherwise)
     check_val_every_n_epoch: int = 1

@@ -68,9 +68,10 @@ class FitTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         _, loss, terms = self._step(batch, training=True)
         n = batch[K.NUM_ATOMS].shape[0]
-        self.log("train_loss", loss, batch_size=n, prog_bar=True, on_step=False, on_epoch=True)
+        sync = self.trainer.world_size > 1  # DDP: each process saw a share of the batch; log their average
+        self.log("train_loss", loss, batch_size=n, prog_bar=True, on_step=False, on_epoch=True, sync_dist=sync)
         for label, term in terms.items():
-            self.log(f"train_{label}_loss", term, batch_size=n, on_step=False, on_epoch=True)
+            self.log(f"train_{label}_loss", term, batch_size=n, on_step=False, on_epoch=True, sync_dist=sync)
         return loss
 
     def on_validation_epoch_start(self):

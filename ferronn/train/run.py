@@ -152,10 +152,25 @@ def fit(config: RunConfig, resume: bool = False):
                                  mode="min", save_top_k=1, save_last=True, enable_version_counter=False)]
     if cfg.ema_decay > 0:
         callbacks.append(EMA(cfg.ema_decay))
+    if cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    distributed = cfg.devices * cfg.num_nodes > 1
+    if distributed:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # gloo on CPU, NCCL on GPUs; the data module shards every global batch over the processes (see
+        # data.datamodule.GlobalBatchSampler), so Lightning must not wrap the loaders in its own sampler.
+        strategy = DDPStrategy(process_group_backend="nccl" if device.type == "cuda" else "gloo")
+        devices = cfg.devices
+    else:
+        strategy, devices = "auto", [device.index or 0] if device.type == "cuda" else 1
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=[device.index or 0] if device.type == "cuda" else 1,
+        devices=devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy,
+        use_distributed_sampler=False,
         precision=PRECISION[cfg.dtype],
         gradient_clip_val=cfg.clip_grad,
         callbacks=callbacks,
@@ -177,6 +192,8 @@ def fit(config: RunConfig, resume: bool = False):
                               f"was written by another ferronn version: {str(exc).splitlines()[0]}") from None
         raise
     fit_seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:  # DDP: the other processes have done their share; rank 0 exports and tests
+        return {}, {}
     best = trainer.checkpoint_callback.best_model_path or last
     metadata = {
         "recipe_name": config.name,
@@ -191,6 +208,7 @@ def fit(config: RunConfig, resume: bool = False):
     metrics = test_report(exported, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
                {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,
+                "processes": trainer.world_size,
                 "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
     print(f"wrote {', '.join(sorted(os.path.basename(p) for p in paths.values()))}, metrics.json and parity "
           f"plots in {out} (fit {fit_seconds:.1f} s)")
