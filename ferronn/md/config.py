@@ -58,6 +58,8 @@ class MDConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cpu_heap_allocations: bool = True  # CPU: keep big buffers on glibc's heap (no per-step mmap page faults)
     dtype: str = "float64"
+    compile: bool = False  # torch.compile the models (ferronn.models.compile): minutes of compiling, then faster on GPUs
+    compile_backend: str = "inductor"  # inductor | aot_eager (no code generation: for checking) | cudagraphs
     seed: int = 0
     out: str = "md_run"
     dielectric: DielectricConfig = dataclasses.field(default_factory=DielectricConfig)
@@ -93,7 +95,7 @@ class MDConfig:
 
 
 CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle", "ramp"),
-           "dtype": ("float32", "float64")}
+           "dtype": ("float32", "float64"), "compile_backend": ("inductor", "aot_eager", "cudagraphs")}
 
 
 def load_md_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> MDConfig:

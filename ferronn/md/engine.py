@@ -114,6 +114,9 @@ class Simulation:
         self.dtype = getattr(torch, cfg.dtype)
         if self.device.type == "cpu" and cfg.cpu_heap_allocations:
             keep_large_allocations_on_the_heap()
+        if cfg.compile:
+            energy_model, born_model = (compile_for_md(m, cfg.compile_backend, self.device, self.dtype)
+                                        for m in (energy_model, born_model))
         self.energy_model = energy_model.to(device=self.device, dtype=self.dtype).eval()
         self.born_model = born_model.to(device=self.device, dtype=self.dtype).eval() if born_model else None
         self.out = out if out is not None else cfg.out
@@ -350,6 +353,18 @@ class Simulation:
         for k, v in payload["averages"].items():
             self.averages[k].load_state_dict(v)
         _truncate_outputs(self.out, self.steps_done)
+
+
+def compile_for_md(model, backend: str, device, dtype):
+    """``torch.compile``d copy of a plain energy/Born model on ``device`` in ``dtype`` (None passes through)."""
+    if model is None:
+        return None
+    if type(model).__name__ not in ("EnergyModel", "BornModel"):
+        raise ConfigError(f"md recipe: 'compile' works on ferronn checkpoints, not on a {type(model).__name__} "
+                          "(committee or exported model)")
+    from ..models.compile import compiled
+
+    return compiled(model.to(device=device, dtype=dtype), backend=backend)
 
 
 def replica_atoms(s: MDState, step: int) -> list:

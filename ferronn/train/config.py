@@ -58,6 +58,8 @@ class TrainConfig:
     devices: int = 1  # processes per node; > 1 (or num_nodes > 1) trains with DDP (gloo on CPU, NCCL on GPUs)
     num_nodes: int = 1
     tf32: bool = False  # float32 matmuls/convolutions on TF32 tensor cores (Ampere+ GPUs; ~1e-3 relative error)
+    compile: bool = False  # torch.compile the Born model (and an energy model fitted without forces/stress)
+    compile_backend: str = "inductor"
     dtype: str = "float64"  # float64 | float32
     logger: str = "csv"  # csv | wandb (offline unless WANDB_MODE says otherwise)
     check_val_every_n_epoch: int = 1
@@ -92,6 +94,7 @@ CHOICES = {
     "train.dtype": ("float32", "float64"),
     "train.logger": ("csv", "wandb"),
     "train.loss.kind": ("mse", "huber"),
+    "train.compile_backend": ("inductor", "aot_eager", "cudagraphs"),
 }
 
 

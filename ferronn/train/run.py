@@ -79,6 +79,24 @@ def warm_start(models: dict, folder: str) -> None:
         model.load_state_dict(source.state_dict())
 
 
+def compile_for_training(models: dict, cfg) -> dict:
+    """torch.compile the models that are fitted without second derivatives: the Born model always, the energy
+    model only when forces and stress carry no weight (a force loss differentiates the compiled force graph
+    again, which torch.compile does not support)."""
+    from ..models.compile import compiled
+
+    out = dict(models)
+    if models.get("energy") is not None:
+        if cfg.loss.forces_weight > 0 or cfg.loss.stress_weight > 0:
+            raise ConfigError("train.compile: the energy model's force/stress loss needs a double backward, which "
+                              "torch.compile does not support; compile the Born model alone (task: born) or set "
+                              "the force and stress weights to 0")
+        out["energy"] = compiled(models["energy"], cfg.compile_backend, training=True)
+    if models.get("born") is not None:
+        out["born"] = compiled(models["born"], cfg.compile_backend, training=True)
+    return out
+
+
 def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
     """Copy the (EMA) weights of Lightning's best checkpoint into one ferronn checkpoint per model:
     ``energy.ckpt`` and/or ``born.ckpt`` in ``out``. Returns {kind: path}."""
@@ -141,6 +159,9 @@ def fit(config: RunConfig, resume: bool = False):
     models = build_models(config, datamodule.stats, dtype)
     if config.init_from:
         warm_start(models, config.init_from)
+    plain = dict(models)  # what is exported: a compiled copy's weights are copied back into these
+    if cfg.compile:
+        models = compile_for_training(models, cfg)
     recipe = to_dict(config)
     task = FitTask(models["energy"], models["born"], cfg, recipe)
     os.makedirs(out, exist_ok=True)
@@ -205,6 +226,13 @@ def fit(config: RunConfig, resume: bool = False):
     }
     paths = export_best(best, task.models, out, metadata)  # best-epoch EMA weights into the task's models
     exported = {kind: task.models[kind] for kind in paths}
+    if cfg.compile:  # checkpoints and the test report use the plain models
+        from ..models.compile import load_weights
+
+        for kind in paths:
+            load_weights(plain[kind], exported[kind])
+            checkpoint.save(plain[kind], paths[kind], metadata)
+        exported = {kind: plain[kind] for kind in paths}
     metrics = test_report(exported, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
                {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,

@@ -1,0 +1,46 @@
+"""torch.compile for the energy and Born models (MD and training), as mace-torch prepares MACE for it.
+
+The model is rebuilt from its hyperparameters and weights with e3nn's TorchScript code generation off and
+mace's fx simplification of its contraction blocks (``mace.tools.compile.prepare``), then its forward —
+including the autograd call that gives forces and stress — is compiled with dynamic shapes (atom and edge
+counts change every neighbour-list rebuild). The learned weights keep their names; only mace's constant masks
+(``*_zeroed`` buffers) leave the state dict (``load_weights`` copies weights back into a plain model).
+Training takes a second derivative (the force loss); compiled graphs allow it only without donated buffers,
+which ``compiled(..., training=True)`` switches off. First calls compile (tens of seconds on a CPU for a small
+model, longer for big ones); recompiles are rare thanks to dynamic shapes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def compiled(model, backend: str = "inductor", mode=None, training: bool = False):
+    """A copy of ``model`` (EnergyModel or BornModel) whose forward is ``torch.compile``d."""
+    from .energy import _import_mace
+
+    _import_mace()
+    from mace.tools.compile import configure_autograd_for_compile, disable_e3nn_codegen, simplify
+
+    configure_autograd_for_compile(allow_autograd=True)
+    if training:
+        torch._functorch.config.donated_buffer = False  # double backward through the compiled graph
+    with disable_e3nn_codegen():
+        copy = type(model).from_hyperparameters(model.hyperparameters(), model.dtype)
+    copy.load_state_dict(model.state_dict())
+    # fx-traces mace's contraction blocks; their constant masks (*_zeroed buffers) become graph constants
+    copy = simplify(copy).to(next(model.parameters()).device)
+    copy.checkpoint_metadata = getattr(model, "checkpoint_metadata", {})
+    copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
+    copy.compiled_with = backend
+    return copy
+
+
+def load_weights(target, source) -> None:
+    """Copy ``source``'s weights into ``target`` where one of them is a compiled copy (its state dict lacks mace's
+    constant ``*_zeroed`` masks, which both models rebuild identically from the hyperparameters)."""
+    result = target.load_state_dict(source.state_dict(), strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("_zeroed")]
+    missing = [k for k in result.missing_keys if not k.endswith("_zeroed")]
+    if unexpected or missing:
+        raise RuntimeError(f"weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
