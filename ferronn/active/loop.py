@@ -8,7 +8,7 @@ its test errors on the fixed held-out set are recorded. The loop stops when a ro
 budget is spent, or ``max_rounds`` is reached.
 
 Folder: ``active.json`` (the ledger), ``rounds.csv`` and ``active.png`` (per-round table and plot),
-``labelled.xyz`` (+ ``.failures.json``), ``round<r>/`` (candidates.csv, selected.xyz, train.xyz, committee/).
+``labelled.xyz`` (+ ``.failures.json``), ``round<r>/`` (candidates.csv and .xyz, md/, train.xyz, committee/).
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ class ActiveLearning:
         write_json(self.ledger_path, self.ledger)
         train_file = os.path.join(folder, "train.xyz")
         self._write_training_set(train_file)
-        self._train_round(r, train_file, candidates, len(chosen), summary["labelled"], len(summary["failed"]), start)
+        failed = len(summary["failed"])  # frames skipped as finished on a resumed pass count as labelled
+        self._train_round(r, train_file, candidates, len(chosen), len(chosen) - failed, failed, start)
 
     # --- steps --------------------------------------------------------------------------------------------------
     def explore(self, r: int) -> list:
@@ -121,8 +122,9 @@ class ActiveLearning:
                       temperatures=list(e.temperatures), fields=[list(f) for f in e.fields], dt_fs=e.dt_fs,
                       steps=e.steps, equilibration_steps=0, log_every=e.check_every, trajectory_every=0,
                       restart_every=0, device=e.device, seed=e.seed + r, out=os.path.join(folder, "md"))
-        trained = self.committees.get(r - 1) or {}
-        models = [trained.get(kind) or load_committee(self.committee_dir(r - 1), kind) for kind in ("energy", "born")]
+        trained = self.committees.get(r - 1, {})
+        models = [trained[kind] if kind in trained else load_committee(self.committee_dir(r - 1), kind)
+                  for kind in ("energy", "born")]
         sim = Simulation(md, *models, read_structure(e.structure, e.index).repeat(e.supercell), out=md.out)
         candidates = []
         try:
