@@ -87,16 +87,3 @@ def test_export_errors_name_the_file(exported, tmp_path):
     with pytest.raises(CheckpointError, match="not a .pt2 archive"):
         load(bad)
 
-
-def test_compile_settings_refuse_what_cannot_be_compiled(exported, model, tmp_path):
-    """torch.compile works on plain checkpoints for MD, and in training only without a force/stress loss
-    (compiling itself takes minutes on 2 cores: benchmarks/compile_check.py checks the numbers)."""
-    from ferronn.errors import ConfigError
-    from ferronn.train.config import TrainConfig
-    from ferronn.train.run import compile_for_training
-
-    atoms = ase.io.read(default_data_path(), 1)
-    with pytest.raises(ConfigError, match="'compile' works on ferronn checkpoints, not on a ExportedEnergyModel"):
-        Simulation(_config(compile=True, out=str(tmp_path)), load(exported / "energy.pt2"), None, atoms)
-    with pytest.raises(ConfigError, match="needs a double backward"):
-        compile_for_training({"energy": model, "born": None}, TrainConfig(compile=True))

@@ -60,6 +60,7 @@ class MDConfig:
     dtype: str = "float64"
     compile: bool = False  # torch.compile the models (ferronn.models.compile): minutes of compiling, then faster on GPUs
     compile_backend: str = "inductor"  # inductor | aot_eager (no code generation: for checking) | cudagraphs
+    cueq: bool = False  # energy model on cuEquivariance kernels (ferronn.models.cueq; pip install 'ferronn[cueq]')
     seed: int = 0
     out: str = "md_run"
     dielectric: DielectricConfig = dataclasses.field(default_factory=DielectricConfig)
@@ -87,6 +88,8 @@ class MDConfig:
                 bad(key, ">= 0", getattr(self, key))
         if self.field_kind != "constant" and not self.field_period_fs > 0:
             bad("field_period_fs", f"> 0 for field_kind '{self.field_kind}'", self.field_period_fs)
+        if self.compile and self.cueq:
+            bad("compile", "false when cueq is true (compiling rebuilds the e3nn model; use one of them)", True)
         if self.dielectric.block < 1:
             bad("dielectric.block", "an integer >= 1", self.dielectric.block)
         if self.dielectric.finite_field and not self.dielectric.field > 0:

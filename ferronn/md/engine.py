@@ -114,6 +114,10 @@ class Simulation:
         self.dtype = getattr(torch, cfg.dtype)
         if self.device.type == "cpu" and cfg.cpu_heap_allocations:
             keep_large_allocations_on_the_heap()
+        if cfg.cueq:
+            from ..models.cueq import to_cueq
+
+            energy_model = to_cueq(energy_model.to(device=self.device, dtype=self.dtype))
         if cfg.compile:
             energy_model, born_model = (compile_for_md(m, cfg.compile_backend, self.device, self.dtype)
                                         for m in (energy_model, born_model))
@@ -359,7 +363,7 @@ def compile_for_md(model, backend: str, device, dtype):
     """``torch.compile``d copy of a plain energy/Born model on ``device`` in ``dtype`` (None passes through)."""
     if model is None:
         return None
-    if type(model).__name__ not in ("EnergyModel", "BornModel"):
+    if type(model).__name__ not in ("EnergyModel", "BornModel") or hasattr(model, "compiled_with"):
         raise ConfigError(f"md recipe: 'compile' works on ferronn checkpoints, not on a {type(model).__name__} "
                           "(committee or exported model)")
     from ..models.compile import compiled
