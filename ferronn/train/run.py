@@ -257,6 +257,9 @@ def fit_committee(config: RunConfig, size: int, resume: bool = False):
 
     if size < 2:
         raise ConfigError(f"--committee: a committee needs at least 2 members, got {size}")
+    if config.train.devices * config.train.num_nodes > 1:
+        raise ConfigError("--committee with DDP (train.devices/num_nodes > 1) is not supported: members are small "
+                          "and train one after another; run them on one process each")
     out = config.out_dir()
     split = dataclasses.replace(config.data.split, seed=config.data.split.seed if config.data.split.seed is not None
                                 else config.train.seed)
