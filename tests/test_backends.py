@@ -15,7 +15,7 @@ from conftest import distorted, make_batch
 from test_md import _atoms, _config
 
 
-def test_cueq_energy_model_gives_the_e3nn_numbers(model, qe_frames, species, rng):
+def test_cueq_energy_model_gives_the_e3nn_numbers(model, qe_frames, species, rng, tmp_path):
     pytest.importorskip("cuequivariance_torch", reason="cuEquivariance not installed (pip install 'ferronn[cueq]')")
     from ferronn.models.cueq import to_cueq
 
@@ -28,7 +28,8 @@ def test_cueq_energy_model_gives_the_e3nn_numbers(model, qe_frames, species, rng
     # The MD setting: same trajectory as the e3nn model.
     runs = []
     for cueq in (False, True):
-        sim = Simulation(_config(steps=3, cueq=cueq, seed=2), model, None, _atoms(qe_frames[1]))
+        sim = Simulation(_config(steps=3, cueq=cueq, seed=2, out=str(tmp_path / str(cueq))), model, None,
+                         _atoms(qe_frames[1]))
         sim.run(progress=False)
         runs.append(sim.state.positions)
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=1e-10)
