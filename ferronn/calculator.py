@@ -153,7 +153,7 @@ class FerroCalculator(Calculator):
         forces = out[K.FORCES]
         results = {"energy_zero_field": float(u0.detach())}
         if K.FORCES_STD in out:  # a committee: its spread, for uncertainty-aware workflows
-            results["energy_std"] = float(out[K.ENERGY + K.STD_SUFFIX][0].detach())
+            results["energy_std"] = float(out[K.ENERGY_STD][0].detach())
             results["forces_std"] = out[K.FORCES_STD].detach().cpu().numpy()
         if self.born_model is not None:
             born = self._born(batch, results)

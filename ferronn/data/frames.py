@@ -141,24 +141,40 @@ def frame_from_atoms(atoms, keymap: KeyMap, path="<memory>", index=0) -> dict:
     return frame
 
 
+#: Key map of a structure without labels: reading it runs only the checks (finite positions, right-handed cell).
+NO_LABELS = KeyMap(None, None, None, None, None)
+
+
+def _ase_read(path: str, index, key: Optional[str] = None):
+    """``ase.io.read(path, index)``; a missing, empty or unreadable file is a DataError naming the file (and the
+    recipe key that named it). IndexError/StopIteration (a frame past the end) pass through for the caller."""
+    import ase.io
+
+    loc = f"file '{path}'" + (f" (key '{key}')" if key else "")
+    if not os.path.exists(path):
+        raise DataError(f"{loc}: no such file")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{loc}: is empty (0 bytes); expected frames in an ASE-readable format (extxyz, ...)")
+    try:
+        return ase.io.read(path, index=index)
+    except (IndexError, StopIteration):
+        raise
+    except Exception as exc:  # ASE raises many types for truncated/garbled files
+        raise DataError(f"{loc}: could not be read by ASE ({type(exc).__name__}: {exc})") from None
+
+
 def read_frames(path, keymap: Optional[KeyMap] = None, index=":", labels_needed=()) -> list:
     """Read every frame of an ASE-readable file (extxyz, ...) into frame dicts.
 
     ``labels_needed`` are labels the caller will train or evaluate on: if *no* frame carries one of them, the
     key map is wrong (e.g. ``energy`` where the file says ``total_energy``) and a DataError says so.
     """
-    import ase.io
-
     keymap = keymap or KeyMap()
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"file '{path}': no such file")
-    if os.path.getsize(path) == 0:
-        raise DataError(f"file '{path}': is empty (0 bytes); expected frames in an ASE-readable format (extxyz, ...)")
     try:
-        images = ase.io.read(path, index=index)
-    except Exception as exc:  # ASE raises many types for truncated/garbled files
-        raise DataError(f"file '{path}': could not be read by ASE ({type(exc).__name__}: {exc})") from exc
+        images = _ase_read(path, index)
+    except (IndexError, StopIteration) as exc:  # a truncated extxyz can end like this, too
+        raise DataError(f"file '{path}': could not be read by ASE ({type(exc).__name__}: {exc})") from None
     if not isinstance(images, list):
         images = [images]
     if not images:
@@ -179,36 +195,23 @@ def read_frames(path, keymap: Optional[KeyMap] = None, index=":", labels_needed=
 def read_structure(path, index: int = 0, key: str = "structure"):
     """One unlabelled structure (frame ``index`` of ``path``) for MD or the calculator, checked like training frames
     (finite positions, a right-handed cell); errors name the file, the frame and the recipe key."""
-    import ase.io
-
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"file '{path}' (key '{key}'): no such file")
     try:
-        atoms = ase.io.read(path, index=index)
+        atoms = _ase_read(path, index, key)
     except (IndexError, StopIteration):  # extxyz raises StopIteration past the last frame
-        count = len(ase.io.read(path, index=":"))
+        count = len(_ase_read(path, ":", key))
         raise DataError(f"{where(path, index)} (key 'index'): no such frame; the file holds {count} frame(s)") from None
-    except Exception as exc:  # ASE raises many types for truncated/garbled files
-        raise DataError(f"file '{path}' (key '{key}'): could not be read by ASE ({type(exc).__name__}: {exc})") from None
-    frame_from_atoms(atoms, KeyMap(None, None, None, None, None), path, index)  # the checks only
+    frame_from_atoms(atoms, NO_LABELS, path, index)  # the checks only
     return atoms
-
 
 
 def read_structures(path, index: str = ":", key: str = "in"):
     """Frames ``index`` (ASE syntax: ':', '3', '47:', '0:10:2') of ``path`` as (atoms list, their indices in the
     file), each checked like a training frame; errors name the file, the frame and the key."""
-    import ase.io
     from ase.io.formats import string2index
 
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"file '{path}' (key '{key}'): no such file")
-    try:
-        frames = ase.io.read(path, index=":")
-    except Exception as exc:  # ASE raises many types for truncated/garbled files
-        raise DataError(f"file '{path}' (key '{key}'): could not be read by ASE ({type(exc).__name__}: {exc})") from None
+    frames = _ase_read(path, ":", key)
     try:
         selected = range(len(frames))[string2index(index)]
     except (ValueError, IndexError):
@@ -217,5 +220,5 @@ def read_structures(path, index: str = ":", key: str = "in"):
     if not sources:
         raise DataError(f"file '{path}' (key 'index'): '{index}' selects no frame of {len(frames)}")
     for source in sources:
-        frame_from_atoms(frames[source], KeyMap(None, None, None, None, None), path, source)
+        frame_from_atoms(frames[source], NO_LABELS, path, source)
     return [frames[i] for i in sources], sources

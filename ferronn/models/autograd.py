@@ -20,6 +20,14 @@ def cartesian_shifts(unit_shifts, cell, batch, edge_index) -> torch.Tensor:
     return torch.einsum("ei,eij->ej", unit_shifts, cell[batch[edge_index[0]]])
 
 
+def in_dtype(batch: Dict[str, torch.Tensor], dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    """``batch`` with its geometry (positions, cells, lattice shifts) in ``dtype``: a float64 batch for a float32
+    model; unchanged when it already is."""
+    if batch[K.POSITIONS].dtype == dtype:
+        return batch
+    return {**batch, **{k: batch[k].to(dtype) for k in (K.POSITIONS, K.CELL, K.UNIT_SHIFTS)}}
+
+
 def cell_volumes(cell: torch.Tensor) -> torch.Tensor:
     """Volume Ω (Å³) of each cell (B, 3, 3)."""
     return torch.linalg.det(cell).abs()
@@ -77,14 +85,15 @@ def members_energy_forces_stress(
         allow_unused=True,
     )
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, flat)]
+    if compute_stress:
+        volume = cell_volumes(batch[K.CELL])
+        periodic = batch[K.PBC].all(dim=-1) if K.PBC in batch else torch.ones_like(volume, dtype=torch.bool)
     per_member = len(inputs[0])
     for m, out in enumerate(outs):
         member = grads[m * per_member:(m + 1) * per_member]
         if compute_forces:
             out[K.FORCES] = -member[0]
         if compute_stress:
-            volume = cell_volumes(batch[K.CELL])
-            periodic = batch[K.PBC].all(dim=-1) if K.PBC in batch else torch.ones_like(volume, dtype=torch.bool)
             stress = member[-1] / volume[:, None, None]
             out[K.STRESS] = torch.where(periodic[:, None, None], stress, torch.full_like(stress, float("nan")))
     return outs

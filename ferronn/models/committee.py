@@ -20,7 +20,7 @@ import torch
 
 from .. import keys as K
 from ..errors import CheckpointError
-from .autograd import members_energy_forces_stress
+from .autograd import in_dtype, members_energy_forces_stress
 
 COMMITTEE_FILE = "committee.json"  # in a committee run's folder: the members' checkpoint paths
 
@@ -66,10 +66,8 @@ class EnergyCommittee(_Committee):
     def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True, compute_stress: bool = False,
                 training: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         training = self.training if training is None else training
-        if batch[K.POSITIONS].dtype != self.dtype:
-            batch = {**batch, **{k: batch[k].to(self.dtype) for k in (K.POSITIONS, K.CELL, K.UNIT_SHIFTS)}}
-        outs = members_energy_forces_stress([m.energy for m in self.members], batch, compute_forces, compute_stress,
-                                            training)
+        outs = members_energy_forces_stress([m.energy for m in self.members], in_dtype(batch, self.dtype),
+                                            compute_forces, compute_stress, training)
         result = {}
         for key in (K.ENERGY, K.FORCES, K.STRESS, K.NODE_ENERGY):
             if key in outs[0]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import keys as K
-from .autograd import SHIFTS, energy_forces_stress
+from .autograd import SHIFTS, energy_forces_stress, in_dtype
 
 
 @dataclasses.dataclass
@@ -127,9 +127,7 @@ class EnergyModel(torch.nn.Module):
                 training: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         """Energy (eV, float64), forces (eV/Å) and optionally stress (eV/Å³, ASE convention)."""
         training = self.training if training is None else training
-        if batch[K.POSITIONS].dtype != self.dtype:  # e.g. a float64 batch given to a float32 model
-            batch = {**batch, **{k: batch[k].to(self.dtype) for k in (K.POSITIONS, K.CELL, K.UNIT_SHIFTS)}}
-        return energy_forces_stress(self.energy, batch, compute_forces, compute_stress, training)
+        return energy_forces_stress(self.energy, in_dtype(batch, self.dtype), compute_forces, compute_stress, training)
 
     def hyperparameters(self) -> dict:
         """Everything needed to rebuild this model (plain types only: checkpoints load with weights_only)."""

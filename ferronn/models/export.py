@@ -32,7 +32,7 @@ from .. import __version__
 from .. import keys as K
 from ..errors import CheckpointError
 from ..units import UNIT_SYSTEM
-from .autograd import SHIFTS, cartesian_shifts, energy_forces_stress
+from .autograd import SHIFTS, cartesian_shifts, energy_forces_stress, in_dtype
 
 METADATA = "ferronn.json"  # extra file inside the .pt2 archive: kind, species, cutoff, dtype, units, version
 INPUTS = {"energy": (K.POSITIONS, K.CELL, K.SPECIES, K.EDGE_INDEX, K.UNIT_SHIFTS, K.BATCH),
@@ -193,12 +193,8 @@ class ExportedEnergyModel(_Exported):
 
     def forward(self, batch, compute_forces: bool = True, compute_stress: bool = False,
                 training: Optional[bool] = None) -> Dict[str, torch.Tensor]:
-        batch = {**batch, **{k: batch[k].to(self._dtype) for k in (K.POSITIONS, K.CELL, K.UNIT_SHIFTS)}}
-        return energy_forces_stress(self._energy_from_strained, batch, compute_forces, compute_stress, False)
-
-    def _energy_from_strained(self, batch):
-        # models.autograd hands over strained positions/cell; the graph recomputes the shifts from them.
-        return self.energy(batch)
+        # models.autograd hands ``energy`` the strained positions and cells; the graph derives the shifts from them.
+        return energy_forces_stress(self.energy, in_dtype(batch, self._dtype), compute_forces, compute_stress, False)
 
 
 class ExportedBornModel(_Exported):
