@@ -156,13 +156,9 @@ class ActiveLearning:
     def dft_calls(self) -> int:
         """DFT calculations spent so far: labelled frames plus recorded failures (counted from the files, so a
         kill in the middle of a labelling batch loses no count)."""
-        from ..label.store import failures_path, read_labelled
+        from ..label.store import read_failures, read_labelled
 
-        failed = 0
-        if os.path.exists(failures_path(self.labelled_path)):
-            with open(failures_path(self.labelled_path)) as handle:
-                failed = len(json.load(handle))
-        return len(read_labelled(self.labelled_path)) + failed
+        return len(read_labelled(self.labelled_path)) + len(read_failures(self.labelled_path))
 
     def _write_training_set(self, path: str) -> None:
         import ase.io

@@ -62,7 +62,8 @@ def append_frame(out: str, atoms) -> None:
         ase.io.write(tmp, atoms, format="extxyz", append=True)
 
 
-def _read_failures(out: str) -> dict:
+def read_failures(out: str) -> dict:
+    """{fingerprint: record} of the frames whose DFT run failed (empty when none did)."""
     path = failures_path(out)
     if not os.path.exists(path):
         return {}
@@ -86,7 +87,7 @@ def label_frames(frames, out: str, config: LabelConfig, sources=None, log: Calla
         config.qe.check_executables(config.needs_ph)
         labeller = lambda atoms, workdir: label_atoms(atoms, config.qe, config.labels, workdir)  # noqa: E731
     done = {a.info.get(FINGERPRINT) for a in read_labelled(out)}
-    failures = _read_failures(out)
+    failures = read_failures(out)
     scratch = config.workdir or out + ".work"
     summary = {"labelled": 0, "skipped": 0, "failed": []}
     for count, (source, atoms) in enumerate(zip(sources, frames), 1):

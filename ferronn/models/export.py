@@ -173,7 +173,7 @@ class _Exported(torch.nn.Module):
             self.graph = self._program.module()
         return self
 
-    def eval(self):
+    def eval(self):  # an exported program is inference-only already, and its module refuses eval()/train()
         return self
 
     def _inputs(self, batch) -> list:

@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+from typing import Optional
+
 import torch
 import yaml
 from ase.data import chemical_symbols
@@ -97,20 +99,26 @@ def compile_for_training(models: dict, cfg) -> dict:
     return out
 
 
-def export_best(best_ckpt: str, models: dict, out: str, metadata: dict) -> dict:
+def export_best(best_ckpt: str, models: dict, out: str, metadata: dict, plain: Optional[dict] = None) -> dict:
     """Copy the (EMA) weights of Lightning's best checkpoint into one ferronn checkpoint per model:
-    ``energy.ckpt`` and/or ``born.ckpt`` in ``out``. Returns {kind: path}."""
+    ``energy.ckpt`` and/or ``born.ckpt`` in ``out``. ``models`` are the trained ones; when they are compiled copies,
+    ``plain`` holds the models that are saved (the weights are copied across). Returns {kind: saved model}."""
     state = torch.load(best_ckpt, map_location="cpu", weights_only=True)
     metadata = dict(metadata, epoch=int(state.get("epoch", -1)), global_step=int(state.get("global_step", -1)))
-    paths = {}
+    saved = {}
     for kind, model in models.items():
         if model is None:
             continue
         prefix = f"{kind}_model."
         model.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
-        paths[kind] = os.path.join(out, f"{kind}.ckpt")
-        checkpoint.save(model, paths[kind], metadata)
-    return paths
+        if plain is not None:
+            from ..models.compile import load_weights
+
+            load_weights(plain[kind], model)
+            model = plain[kind]
+        checkpoint.save(model, os.path.join(out, f"{kind}.ckpt"), metadata)
+        saved[kind] = model
+    return saved
 
 
 def test_report(models: dict, datamodule: FrameDataModule, out: str, device, title: str) -> dict:
@@ -159,7 +167,7 @@ def fit(config: RunConfig, resume: bool = False):
     models = build_models(config, datamodule.stats, dtype)
     if config.init_from:
         warm_start(models, config.init_from)
-    plain = dict(models)  # what is exported: a compiled copy's weights are copied back into these
+    plain = dict(models)  # what is saved: a compiled copy's weights are copied back into these
     if cfg.compile:
         models = compile_for_training(models, cfg)
     recipe = to_dict(config)
@@ -224,21 +232,14 @@ def fit(config: RunConfig, resume: bool = False):
         "best_val_loss": float(trainer.checkpoint_callback.best_model_score or float("nan")),
         "command": " ".join(["python -m ferronn.train"] + sys.argv[1:]),
     }
-    paths = export_best(best, task.models, out, metadata)  # best-epoch EMA weights into the task's models
-    exported = {kind: task.models[kind] for kind in paths}
-    if cfg.compile:  # checkpoints and the test report use the plain models
-        from ..models.compile import load_weights
-
-        for kind in paths:
-            load_weights(plain[kind], exported[kind])
-            checkpoint.save(plain[kind], paths[kind], metadata)
-        exported = {kind: plain[kind] for kind in paths}
+    # best-epoch EMA weights into the task's models, saved from the plain models when those were compiled
+    exported = export_best(best, task.models, out, metadata, plain if cfg.compile else None)
     metrics = test_report(exported, datamodule, out, device, config.name)
     write_json(os.path.join(out, "metrics.json"),
                {"test": metrics, "fit_seconds": fit_seconds, "epochs": trainer.current_epoch, "task": config.task,
                 "processes": trainer.world_size,
                 "num_test_frames": len(datamodule.graphs["test"]), "train_frames": len(datamodule.graphs["train"])})
-    print(f"wrote {', '.join(sorted(os.path.basename(p) for p in paths.values()))}, metrics.json and parity "
+    print(f"wrote {', '.join(sorted(f'{kind}.ckpt' for kind in exported))}, metrics.json and parity "
           f"plots in {out} (fit {fit_seconds:.1f} s)")
     return metrics, exported
 
