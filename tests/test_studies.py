@@ -88,6 +88,15 @@ def test_ramp_switch_detection_ignores_linear_response():
     assert phases is not None and hysteresis._excess_drop(e, linear).max() < 1e-9
     switched = linear - 60.0 * (e > 0.07)
     assert hysteresis._excess_drop(e, switched).max() == pytest.approx(60.0)
+    # A thermal switch (a drop of 60 centred on 0.07 V/Å, width 0.003) under noise of 3 μC/cm² per sample, as a
+    # 135-atom cell at 300 K gives: the switching field is where the drop passes switch_drop/2 = 15, i.e.
+    # 0.07 + 0.003 ln(15/45), for every noise draw (the noisy slope's minimum landed at 0.0, 0.083, 0.1 V/Å).
+    expected = 0.07 + 0.003 * np.log(15.0 / 45.0)
+    for seed in range(5):
+        noise = np.random.default_rng(seed).normal(0.0, 3.0, e.size)
+        noisy = linear - 60.0 / (1.0 + np.exp(-(e - 0.07) / 0.003)) + noise
+        excess = hysteresis._excess_drop(e, noisy)
+        assert hysteresis.switching_field(e, excess, 30.0) == pytest.approx(expected, abs=0.002)
 
 
 # --- spectrum: harmonic oscillators with constant Z* -----------------------------------------------------------------
