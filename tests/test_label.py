@@ -159,6 +159,31 @@ def test_failed_pw_run_is_recorded_and_the_batch_goes_on(tmp_path):
     assert os.path.exists(failures_path(out))
 
 
+def test_mpi_library_error_is_rerun_once_and_then_recorded(tmp_path):
+    """ph.x once died of MPI_ERR_TRUNCATE on an overloaded host: such a run is repeated once; twice is a failure."""
+    needs_qe()
+    script = tmp_path / "pw.x"
+    script.write_text(f"""#!/bin/bash
+n=$(cat "{tmp_path}/count" 2>/dev/null || echo 0); echo $((n + 1)) > "{tmp_path}/count"
+if [ "$n" -lt "$(cat {tmp_path}/faults)" ]; then
+  echo '[vm:1] *** An error occurred in MPI_Allreduce' >&2
+  echo '[vm:1] *** MPI_ERR_TRUNCATE: message truncated' >&2
+  exit 15
+fi
+exec {shutil.which("pw.x")} "$@"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    config = LabelConfig(labels=["energy"], qe=QEConfig(**FAST, mpi_ranks=1, pw_command=str(script)))
+    (tmp_path / "faults").write_text("1")
+    summary = label_frames([structure(1)], str(tmp_path / "a.xyz"), config, log=lambda *_: None)
+    assert summary["labelled"] == 1 and (tmp_path / "count").read_text().strip() == "2"
+    (tmp_path / "count").unlink()
+    (tmp_path / "faults").write_text("2")
+    summary = label_frames([structure(1)], str(tmp_path / "b.xyz"), config, log=lambda *_: None)
+    assert summary["labelled"] == 0 and (tmp_path / "count").read_text().strip() == "2"
+    assert "MPI_ERR_TRUNCATE: message truncated" in summary["failed"][0]["reason"]
+
+
 def test_resume_skips_finished_frames_and_appends_whole_frames(tmp_path):
     calls = []
 

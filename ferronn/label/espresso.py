@@ -71,26 +71,39 @@ def _environment() -> dict:
 def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, workdir: str) -> float:
     """Run ``program`` on ``workdir/input_name``, stdout to ``output_name``; returns wall seconds.
 
-    QEFailure (with the tail of the output) on a non-zero exit, a timeout or an output without 'JOB DONE'.
+    QEFailure (with the tail of the output) on a non-zero exit, a timeout or an output without 'JOB DONE'. A run
+    killed by an error of the MPI library itself (``MPI_ERR_*`` on stderr, no QE error message) is rerun once:
+    seen once in ~100 ph.x runs here, on a host loaded far beyond its cores (MPI_ERR_TRUNCATE in an Allreduce).
     """
     start = time.perf_counter()
     output = os.path.join(workdir, output_name)
-    with open(output, "w") as stdout, open(os.path.join(workdir, output_name + ".err"), "w") as stderr:
-        try:
-            proc = subprocess.run(_command(qe, program) + ["-in", input_name], cwd=workdir, stdout=stdout,
-                                  stderr=stderr, env=_environment(), timeout=qe.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise QEFailure(f"{program}: no result after {qe.timeout_s:.0f} s (qe.timeout_s)") from None
-        except OSError as exc:
-            raise QEFailure(f"{program}: could not start ({exc})") from None
-    text = open(output, errors="replace").read()
-    if proc.returncode != 0 or "JOB DONE" not in text:
-        raise QEFailure(f"{program} failed (exit {proc.returncode}): {_reason(text, workdir)}")
-    return time.perf_counter() - start
+    for attempt in (1, 2):
+        with open(output, "w") as stdout, open(output + ".err", "w") as stderr:
+            try:
+                proc = subprocess.run(_command(qe, program) + ["-in", input_name], cwd=workdir, stdout=stdout,
+                                      stderr=stderr, env=_environment(), timeout=qe.timeout_s)
+            except subprocess.TimeoutExpired:
+                raise QEFailure(f"{program}: no result after {qe.timeout_s:.0f} s (qe.timeout_s)") from None
+            except OSError as exc:
+                raise QEFailure(f"{program}: could not start ({exc})") from None
+        text = open(output, errors="replace").read()
+        if proc.returncode == 0 and "JOB DONE" in text:
+            return time.perf_counter() - start
+        mpi = _mpi_error(output + ".err")
+        if mpi is None or attempt == 2 or _qe_error(text, workdir) is not None:
+            break
+    reason = _qe_error(text, workdir) or mpi or _last_line(text)
+    raise QEFailure(f"{program} failed (exit {proc.returncode}): {reason}")
 
 
-def _reason(text: str, workdir: str) -> str:
-    """QE's own error message (CRASH file or the '%%%%' block), else the last output line."""
+def _mpi_error(stderr_path: str):
+    """The MPI library's own error line (e.g. 'MPI_ERR_TRUNCATE: message truncated'), else None."""
+    found = re.search(r"MPI_ERR_\w+[^\n]*", open(stderr_path, errors="replace").read())
+    return found.group(0).strip() if found else None
+
+
+def _qe_error(text: str, workdir: str):
+    """QE's own error message (CRASH file or the '%%%%' block, or unconverged SCF), else None."""
     crash = os.path.join(workdir, "CRASH")
     source = open(crash, errors="replace").read() if os.path.exists(crash) else text
     block = re.findall(r"%{10,}\n(.*?)\n\s*%{10,}", source, re.S)
@@ -98,6 +111,10 @@ def _reason(text: str, workdir: str) -> str:
         return " ".join(block[-1].split())
     if "convergence NOT achieved" in text:
         return "SCF convergence NOT achieved"
+    return None
+
+
+def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
