@@ -73,7 +73,7 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
 
     QEFailure (with the tail of the output) on a non-zero exit, a timeout or an output without 'JOB DONE'. A run
     killed by an error of the MPI library itself (``MPI_ERR_*`` on stderr, no QE error message) is rerun once:
-    seen once in ~100 ph.x runs here, on a host loaded far beyond its cores (MPI_ERR_TRUNCATE in an Allreduce).
+    seen once here, in a ph.x run on a host loaded far beyond its cores (MPI_ERR_TRUNCATE in an Allreduce).
     """
     start = time.perf_counter()
     output = os.path.join(workdir, output_name)
