@@ -77,7 +77,7 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
     """
     start = time.perf_counter()
     output = os.path.join(workdir, output_name)
-    for attempt in (1, 2):
+    for _ in range(2):  # the second pass only after an MPI-library abort
         with open(output, "w") as stdout, open(output + ".err", "w") as stderr:
             try:
                 proc = subprocess.run(_command(qe, program) + ["-in", input_name], cwd=workdir, stdout=stdout,
@@ -89,11 +89,10 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
         text = open(output, errors="replace").read()
         if proc.returncode == 0 and "JOB DONE" in text:
             return time.perf_counter() - start
-        mpi = _mpi_error(output + ".err")
-        if mpi is None or attempt == 2 or _qe_error(text, workdir) is not None:
+        qe_error, mpi = _qe_error(text, workdir), _mpi_error(output + ".err")
+        if qe_error is not None or mpi is None:
             break
-    reason = _qe_error(text, workdir) or mpi or _last_line(text)
-    raise QEFailure(f"{program} failed (exit {proc.returncode}): {reason}")
+    raise QEFailure(f"{program} failed (exit {proc.returncode}): {qe_error or mpi or _last_line(text)}")
 
 
 def _mpi_error(stderr_path: str):

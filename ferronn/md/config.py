@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from ..config import load_config
 from ..errors import ConfigError
+from ..models.compile import BACKENDS
 
 ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")
 
@@ -98,7 +99,7 @@ class MDConfig:
 
 
 CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle", "ramp"),
-           "dtype": ("float32", "float64"), "compile_backend": ("inductor", "aot_eager", "cudagraphs")}
+           "dtype": ("float32", "float64"), "compile_backend": BACKENDS}
 
 
 def load_md_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> MDConfig:

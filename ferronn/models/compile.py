@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+BACKENDS = ("inductor", "aot_eager", "cudagraphs")  # torch.compile backends the recipes accept
+
 
 def compiled(model, backend: str = "inductor", mode=None, training: bool = False):
     """A copy of ``model`` (EnergyModel or BornModel) whose forward is ``torch.compile``d."""

@@ -15,6 +15,7 @@ from .. import keys as K
 from ..data.datamodule import DataConfig, SplitConfig  # noqa: F401  (recipe sections)
 from ..config import from_dict, load_config  # noqa: F401  (from_dict re-exported for recipes' users)
 from ..models.born import BornModelConfig
+from ..models.compile import BACKENDS
 from ..models.energy import EnergyModelConfig
 
 @dataclasses.dataclass
@@ -94,7 +95,7 @@ CHOICES = {
     "train.dtype": ("float32", "float64"),
     "train.logger": ("csv", "wandb"),
     "train.loss.kind": ("mse", "huber"),
-    "train.compile_backend": ("inductor", "aot_eager", "cudagraphs"),
+    "train.compile_backend": BACKENDS,
 }
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-
 from typing import Optional
 
 import torch
