@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import ase
+import ase.io
 import numpy as np
 import pytest
 import torch
@@ -251,6 +252,42 @@ def test_dielectric_classifies_replicas_by_field_amplitude(tmp_path):
     assert sim.dielectric.zero == [0] and sim.dielectric.pairs == []
     cfg.field_kind = "constant"
     assert Simulation(cfg, energy, born, atoms, out=str(tmp_path)).dielectric.pairs == [(1, 2, 2)]
+
+
+def test_eps_inf_from_the_data(tmp_path):
+    """``eps_inf: data``: the mean ε∞ of the structure file — 1 + α/(ε0 Ω) from a Berry-phase polarizability (the
+    allegro-pol SOURCE.md gives 4.63, 4.64, 4.34) or the stored DFPT tensor — reaches both estimators; a file with
+    neither, or a malformed one, is an error that names it."""
+    from conftest import ALLEGRO, require_shared
+    from ferronn.errors import ConfigError, DataError
+    from ferronn.md.observables import data_eps_inf
+
+    require_shared()
+    assert np.allclose(np.diag(data_eps_inf(str(ALLEGRO))), [4.63, 4.64, 4.34], atol=0.01)
+    frames = [ase.Atoms("BaTiO3", scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]],
+                        cell=a * np.eye(3), pbc=True) for a in (4.0, 4.1)]
+    frames[0].info["epsilon_inf"], frames[1].info["epsilon_inf"] = np.diag([6.0, 6.0, 5.0]), np.diag([6.5, 6.2, 5.4])
+    path = tmp_path / "eps.xyz"
+    ase.io.write(path, frames)
+    assert np.allclose(data_eps_inf(str(path)), np.diag([6.25, 6.1, 5.2]))
+    energy = HarmonicModel(frames[0].positions, [2.0, 3.0, 1.5, 1.5, 1.5], frames[0].numbers)
+    born = ConstantBornModel(torch.tensor(np.array(Z_CUBIC)), frames[0].numbers)
+    cfg = _config(structure=str(path), ensemble="nvt_langevin")
+    cfg.dielectric.eps_inf = "data"
+    assert np.allclose(Simulation(cfg, energy, born, frames[0], out=str(tmp_path)).summary()["eps_inf"],
+                       np.diag([6.25, 6.1, 5.2]))
+    frames[1].info["epsilon_inf"] = [1.0, 2.0]
+    ase.io.write(path, frames)
+    with pytest.raises(DataError, match="frame 1.*'epsilon_inf'"):
+        data_eps_inf(str(path))
+    for frame in frames:
+        del frame.info["epsilon_inf"]
+    ase.io.write(path, frames)
+    with pytest.raises(ConfigError, match="eps.xyz.*'polarizability'"):
+        data_eps_inf(str(path))
+    cfg.dielectric.eps_inf = "dfpt"
+    with pytest.raises(ConfigError, match="dielectric.eps_inf"):
+        cfg.validate()
 
 
 def test_block_average_memory_is_bounded_and_merged_blocks_are_exact():

@@ -7,7 +7,7 @@ gets replicas at ±E along x, y and z (E = ``dielectric.field``), run in the sam
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from ..config import load_config
 from ..errors import ConfigError
@@ -22,7 +22,9 @@ class DielectricConfig:
     finite_field: bool = False  # add ±E replicas along x, y, z per temperature
     field: float = 0.005  # V/Å, amplitude of the ±E replicas
     linearity_check: bool = False  # also ±E/2 replicas: ε at |E|/2 must agree with ε at |E| (linear response)
-    eps_inf: float = 1.0  # electronic ε∞ (isotropic), added to both estimators
+    # electronic ε∞ added to both estimators: a number (isotropic), a 3×3 list, or 'data': the mean over the frames
+    # of ``structure`` of their DFPT ``epsilon_inf`` or, from a Berry-phase set, 1 + α/(ε0 Ω) of their ``polarizability``
+    eps_inf: Union[float, List[List[float]], str] = 1.0
     block: int = 50  # samples per block for the error bars (doubled whenever 256 blocks are held: bounded memory)
 
 
@@ -91,6 +93,10 @@ class MDConfig:
             bad("field_period_fs", f"> 0 for field_kind '{self.field_kind}'", self.field_period_fs)
         if self.compile and self.cueq:
             bad("compile", "false when cueq is true (compiling rebuilds the e3nn model; use one of them)", True)
+        eps_inf = self.dielectric.eps_inf
+        if isinstance(eps_inf, str) and eps_inf != "data" or isinstance(eps_inf, list) and (
+                len(eps_inf) != 3 or any(not isinstance(row, list) or len(row) != 3 for row in eps_inf)):
+            bad("dielectric.eps_inf", "a number, a 3x3 list or 'data'", eps_inf)
         if self.dielectric.block < 1:
             bad("dielectric.block", "an integer >= 1", self.dielectric.block)
         if self.dielectric.finite_field and not self.dielectric.field > 0:

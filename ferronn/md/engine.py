@@ -33,7 +33,7 @@ from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_C
 from . import integrators
 from .config import MDConfig
 from .forces import ModelForces
-from .observables import BlockAverage, Dielectric
+from .observables import BlockAverage, Dielectric, data_eps_inf
 from .state import MDState, kinetic_energy, pressure, temperature, volumes
 
 RESTART_VERSION = 1
@@ -143,7 +143,9 @@ class Simulation:
         self.state = self.forces(self.state)
         block = cfg.dielectric.block
         # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
-        self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, cfg.dielectric.eps_inf, block,
+        eps_inf = cfg.dielectric.eps_inf
+        self.eps_inf = data_eps_inf(cfg.structure) if eps_inf == "data" else torch.as_tensor(eps_inf, dtype=torch.float64)
+        self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, self.eps_inf, block,
                                      constant_field=cfg.field_kind == "constant")
         self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths", "cell")}
         self.steps_done = 0
@@ -304,7 +306,8 @@ class Simulation:
                "neighbour_rebuilds": self.forces.rebuilds, "dangerous_builds": self.forces.dangerous_builds,
                "wall_s": self.wall_s,
                "atom_steps_per_s": self.steps_done * int(s.num_atoms.sum()) / self.wall_s if self.wall_s else None,
-               "temperatures_K": s.temperature_target.cpu().tolist(), "fields_V_per_A": s.field.cpu().tolist()}
+               "temperatures_K": s.temperature_target.cpu().tolist(), "fields_V_per_A": s.field.cpu().tolist(),
+               "eps_inf": self.dielectric.eps_inf.tolist()}
         for name, avg in (*self.averages.items(), ("polarization", self.dielectric.polarization)):
             if avg.count:
                 out[name] = {"mean": avg.mean().cpu().tolist(), "error": avg.error().cpu().tolist()}

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..errors import ConfigError, DataError, where
 from ..units import EPSILON0_E_PER_V_A, KB_EV_PER_K
 
 
@@ -98,6 +99,33 @@ def field_pairs(fields: torch.Tensor, temperatures: torch.Tensor, tol: float = 1
                 pairs.append((i, j, nonzero[0]))
                 break
     return pairs
+
+
+def electronic_permittivity(polarizability: torch.Tensor, volume: float) -> torch.Tensor:
+    """ε∞ = 1 + sym(α)/(ε0 Ω) (3, 3) from a cell's clamped-ion polarizability α = ∂M/∂E (3, 3) in e·Å²/V and its
+    volume Ω in Å³ (α is symmetric in exact DFT; a finite-field one is not quite)."""
+    alpha = polarizability.to(torch.float64).reshape(3, 3)
+    return torch.eye(3, dtype=torch.float64) + 0.5 * (alpha + alpha.T) / (EPSILON0_E_PER_V_A * volume)
+
+
+def data_eps_inf(path: str) -> torch.Tensor:
+    """Mean electronic ε∞ (3, 3) over the frames of ``path``: their DFPT ``epsilon_inf`` (atoms.info, 3×3) or, in
+    a Berry-phase set, ε∞ from their ``polarizability`` (3×3, e·Å²/V); errors name the file and the frame."""
+    from ..data.frames import read_structures
+
+    values = []
+    for atoms, source in zip(*read_structures(path, ":", key="structure")):
+        key = next((k for k in ("epsilon_inf", "polarizability") if k in atoms.info), None)
+        if key is None:
+            continue
+        value = torch.as_tensor(atoms.info[key], dtype=torch.float64).reshape(-1)
+        if value.numel() != 9 or not bool(torch.isfinite(value).all()):
+            raise DataError(f"{where(path, source)}: info key '{key}' must be 9 finite numbers (3x3), got {value.tolist()}")
+        values.append(value.reshape(3, 3) if key == "epsilon_inf" else electronic_permittivity(value, atoms.get_volume()))
+    if not values:
+        raise ConfigError(f"md recipe: dielectric.eps_inf 'data' needs frames of '{path}' with info 'epsilon_inf' or "
+                          "'polarizability' (3x3); it has none: give eps_inf as a number or a 3x3 list")
+    return torch.stack(values).mean(0)
 
 
 class Dielectric:
