@@ -1,6 +1,6 @@
 """ferronn's MD engine against its peers, same MACE weights, float32, NVE at dt = 1 fs, all in one run.
 
-    python benchmarks/md_vs_peers.py [--device cpu] [--steps 10] [--repeats 3] [--sizes 1 2 4]
+    python benchmarks/md_vs_peers.py [--device cpu] [--steps 10] [--repeats 3] [--sizes 1 2 4] [--compile]
                                      [--checkpoints checkpoints/batio3-allegro-pol]
 
 Structures: the 135-atom BaTiO3 cell of ../shared (allegro-pol frame 0) repeated n×n×n (135, 1080, 8640 atoms).
@@ -18,6 +18,11 @@ Figures (medians of --repeats interleaved rounds):
 - loop_overhead: fraction of a ferronn field-MD step spent outside the two model calls (1080 atoms; timers
   around the calls during real steps).
 - per_atom_step_spread: max/min over the sizes of ferronn's time per atom-step (plain MD).
+
+``--compile``: ferronn's models are torch.compile'd once (inductor, ferronn.models.compile, as ``compile: true``
+in an MD recipe; ~6 min per dtype on this 2-core CPU, cached on disk after that) and every ferronn figure above
+uses them; the peers stay as they ship (eager); ``vs_ase_eager``/``vs_torchsim_eager`` add ferronn's eager path
+from the same run.
 
 The last line is one JSON object with these keys and the raw atom-steps/s.
 """
@@ -52,6 +57,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4], help="n of the n×n×n repeats")
     p.add_argument("--batched-replicas", type=int, default=6, help="the ±E x,y,z replicas (6) or a multiple")
+    p.add_argument("--compile", action="store_true", help="ferronn's models torch.compile'd (inductor)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -68,11 +74,16 @@ def main():
     device, dtype = torch.device(args.device), torch.float32
     energy = load(os.path.join(args.checkpoints, "energy.ckpt")).to(device=device, dtype=dtype)
     born = load(os.path.join(args.checkpoints, "born.ckpt")).to(device=device, dtype=dtype)
+    eager_energy = energy
+    if args.compile:
+        from ferronn.models.compile import compiled
+
+        energy, born = compiled(energy), compiled(born)
     base = ase.io.read(STRUCTURE, index=0)
     big = base.repeat(2)
     out = tempfile.mkdtemp()
 
-    def ferronn_md(atoms, fields, with_born):
+    def ferronn_md(atoms, fields, with_born, energy=energy):
         cfg = MDConfig(ensemble="nve", steps=0, equilibration_steps=0, log_every=10 ** 9, trajectory_every=0,
                        restart_every=0, device=str(device), dtype="float32", fields=fields, dt_fs=1.0, seed=0)
         sim = Simulation(cfg, energy, born if with_born else None, atoms, out=out)
@@ -89,7 +100,7 @@ def main():
         import torch_sim as ts
         from torch_sim.models.mace import MaceModel
 
-        model = MaceModel(copy.deepcopy(energy.mace), device=device, dtype=dtype, compute_stress=True)
+        model = MaceModel(copy.deepcopy(eager_energy.mace), device=device, dtype=dtype, compute_stress=True)
         state = ts.initialize_state(atoms, device=device, dtype=dtype)
         kT = torch.tensor(300.0 * ts.units.MetalUnits.temperature, device=device, dtype=dtype)
         dt = torch.tensor(1.0 / ASE_TIME_UNIT_FS, device=device, dtype=dtype)  # TorchSim's metal time = ASE's
@@ -101,13 +112,15 @@ def main():
                 holder[0] = update(holder[0], dt=dt)
         return run
 
-    mace_calc = MACECalculator(models=copy.deepcopy(energy.mace), device=str(device), default_dtype="float32")
+    mace_calc = MACECalculator(models=copy.deepcopy(eager_energy.mace), device=str(device), default_dtype="float32")
 
     # 1. One 1080-atom cell: ferronn vs ASE+MACECalculator vs TorchSim; ferronn with a field and Born charges.
     plain_sim, plain = ferronn_md(big, [[0.0, 0.0, 0.0]], False)
     field_sim, field = ferronn_md(big, [[0.0, 0.0, FIELD]], True)
     contenders = {"ferronn": plain, "ferronn_field": field, "ase": ase_md(big, mace_calc),
                   "torchsim": torchsim_md(big)}
+    if args.compile:
+        contenders["ferronn_eager"] = ferronn_md(big, [[0.0, 0.0, 0.0]], False, energy=eager_energy)[1]
     t = interleaved_medians(contenders, args.repeats, device)
     n_big = len(big)
     # Time inside the two model calls during real field-MD steps (timers synchronise CUDA, so a separate run).
@@ -137,6 +150,7 @@ def main():
     rate = lambda seconds, atoms: args.steps * atoms / seconds  # noqa: E731  (atom-steps/s)
     result = {
         "benchmark": "md_vs_peers", "device": str(device), "dtype": "float32", "steps": args.steps,
+        "compiled": args.compile,
         "repeats": args.repeats, "checkpoints": os.path.relpath(args.checkpoints, ROOT),
         "vs_ase": t["ase"] / t["ferronn"], "vs_torchsim": t["torchsim"] / t["ferronn"],
         "batched_vs_ase": tb["ase_sequential"] / tb["ferronn_batched"],
@@ -151,6 +165,10 @@ def main():
         "steps_per_s_135": 1.0 / (per_atom.get(len(base), float("nan")) * len(base)),
         "neighbour_rebuilds_1080": plain_sim.forces.rebuilds,
     }
+    if args.compile:
+        result["vs_ase_eager"] = t["ase"] / t["ferronn_eager"]
+        result["vs_torchsim_eager"] = t["torchsim"] / t["ferronn_eager"]
+        result["atom_steps_per_s"]["ferronn_eager_1080"] = rate(t["ferronn_eager"], n_big)
     for key in ("vs_ase", "vs_torchsim", "batched_vs_ase", "field_overhead", "loop_overhead", "per_atom_step_spread"):
         print(f"{key:>22}: {result[key]:.3f}")
     for key, value in result["atom_steps_per_s"].items():

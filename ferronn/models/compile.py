@@ -5,8 +5,8 @@ mace's fx simplification of its contraction blocks (``mace.tools.compile.prepare
 including the autograd call that gives forces and stress — is compiled with dynamic shapes (atom and edge
 counts change every neighbour-list rebuild). The learned weights keep their names; only mace's constant masks
 (``*_zeroed`` buffers) leave the state dict (``load_weights`` copies weights back into a plain model).
-Training takes a second derivative (the force loss); compiled graphs allow it only without donated buffers,
-which ``compiled(..., training=True)`` switches off. First calls compile (tens of seconds on a CPU for a small
+The forces' autograd.grad on the compiled graph is allowed only without AOTAutograd's donated buffers, which
+``compiled`` switches off (process-wide). First calls compile (tens of seconds on a CPU for a small
 model, longer for big ones); recompiles are rare thanks to dynamic shapes.
 """
 
@@ -17,7 +17,7 @@ import torch
 BACKENDS = ("inductor", "aot_eager", "cudagraphs")  # torch.compile backends the recipes accept
 
 
-def compiled(model, backend: str = "inductor", mode=None, training: bool = False):
+def compiled(model, backend: str = "inductor", mode=None):
     """A copy of ``model`` (EnergyModel or BornModel) whose forward is ``torch.compile``d."""
     from .energy import _import_mace
 
@@ -25,8 +25,10 @@ def compiled(model, backend: str = "inductor", mode=None, training: bool = False
     from mace.tools.compile import configure_autograd_for_compile, disable_e3nn_codegen, simplify
 
     configure_autograd_for_compile(allow_autograd=True)
-    if training:
-        torch._functorch.config.donated_buffer = False  # double backward through the compiled graph
+    # Forces come from torch.autograd.grad on the compiled forward's graph, which AOTAutograd runs through its
+    # double-backward wrapper whenever grad mode is on; donated buffers refuse that (and training's double
+    # backward), so they stay off: a little more memory in the backward, nothing else.
+    torch._functorch.config.donated_buffer = False
     with disable_e3nn_codegen():
         copy = type(model).from_hyperparameters(model.hyperparameters(), model.dtype)
     copy.load_state_dict(model.state_dict())

@@ -92,9 +92,9 @@ def compile_for_training(models: dict, cfg) -> dict:
             raise ConfigError("train.compile: the energy model's force/stress loss needs a double backward, which "
                               "torch.compile does not support; compile the Born model alone (task: born) or set "
                               "the force and stress weights to 0")
-        out["energy"] = compiled(models["energy"], cfg.compile_backend, training=True)
+        out["energy"] = compiled(models["energy"], cfg.compile_backend)
     if models.get("born") is not None:
-        out["born"] = compiled(models["born"], cfg.compile_backend, training=True)
+        out["born"] = compiled(models["born"], cfg.compile_backend)
     return out
 
 
