@@ -41,10 +41,9 @@ import warnings
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import interleaved_medians  # benchmarks/timing.py, beside this script
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
+from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py, beside this script)
 STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
 FIELD = 0.005  # V/Å, as in recipes/batio3_dielectric.yaml
 

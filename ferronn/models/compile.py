@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import keys as K
+
 BACKENDS = ("inductor", "aot_eager", "cudagraphs")  # torch.compile backends the recipes accept
 
 
@@ -35,9 +37,38 @@ def compiled(model, backend: str = "inductor", mode=None):
     # fx-traces mace's contraction blocks; their constant masks (*_zeroed buffers) become graph constants
     copy = simplify(copy).to(next(model.parameters()).device)
     copy.checkpoint_metadata = getattr(model, "checkpoint_metadata", {})
-    copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
+    compiled_forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
+
+    def forward(batch, *args, **kwargs):
+        # Inductor's multi-threaded CPU code for a scatter into a one-element output (a one-structure batch: the
+        # per-structure energy sum, the Born sum rule's mean, the cell gradient) fails to generate
+        # (pytorch/pytorch#160391, torch 2.13); an empty second structure sidesteps it, and is sliced off again.
+        if batch[K.PTR].shape[0] != 2 or batch[K.PTR].device.type != "cpu":
+            return compiled_forward(batch, *args, **kwargs)
+        out = compiled_forward(with_empty_structure(batch), *args, **kwargs)
+        return {k: v[:1] if k in PER_STRUCTURE_OUTPUTS else v for k, v in out.items()}
+
+    copy.forward = forward
     copy.compiled_with = backend
     return copy
+
+
+PER_STRUCTURE_OUTPUTS = (K.ENERGY, K.STRESS)
+
+
+def with_empty_structure(batch):
+    """``batch`` plus one structure with no atoms (unit cell, the first structure's pbc): its per-structure
+    outputs are zero (Born: NaN, never gathered by an atom) and every per-atom output is unchanged."""
+    out = dict(batch)
+    ptr, num_atoms = batch[K.PTR], batch[K.NUM_ATOMS]
+    out[K.PTR] = torch.cat([ptr, ptr[-1:]])
+    out[K.NUM_ATOMS] = torch.cat([num_atoms, torch.zeros_like(num_atoms[:1])])
+    if K.CELL in batch:
+        cell = batch[K.CELL]
+        out[K.CELL] = torch.cat([cell, torch.eye(3, dtype=cell.dtype, device=cell.device)[None]])
+    if K.PBC in batch:
+        out[K.PBC] = torch.cat([batch[K.PBC], batch[K.PBC][:1]])
+    return out
 
 
 def load_weights(target, source) -> None:
