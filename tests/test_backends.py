@@ -51,22 +51,3 @@ def test_compile_settings_refuse_what_cannot_be_compiled(model, tmp_path):
     with pytest.raises(ConfigError, match="false when cueq is true"):
         _config(compile=True, cueq=True).validate()
 
-
-def test_an_empty_structure_changes_no_output(model, qe_frames, species, rng):
-    """Compiled models run a one-structure CPU batch with an empty second structure appended (an inductor bug
-    with one-element scatters): energy, forces, stress and Z* of the real structure must not see it."""
-    from ferronn.models.compile import with_empty_structure
-    from test_born_model import build_born
-
-    born = build_born(qe_frames)
-    batch = make_batch([distorted(qe_frames[3], rng)], species, model.r_max)
-    padded = with_empty_structure(batch)
-    assert padded[K.PTR].shape[0] == 3 and int(padded[K.NUM_ATOMS][1]) == 0
-    a, b = model(padded, compute_stress=True), model(batch, compute_stress=True)
-    assert float(a[K.ENERGY][1].detach()) == 0.0 and float(a[K.STRESS][1].detach().abs().max()) == 0.0
-    for key in (K.ENERGY, K.STRESS):
-        torch.testing.assert_close(a[key][:1].detach(), b[key].detach(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(a[K.FORCES].detach(), b[K.FORCES].detach(), rtol=0, atol=1e-12)
-    z, z_plain = born(padded)[K.BORN_CHARGES], born(batch)[K.BORN_CHARGES]
-    torch.testing.assert_close(z.detach(), z_plain.detach(), rtol=0, atol=1e-12)
-    assert float(z.detach().sum(0).abs().max()) < 1e-10  # the sum rule still holds for the real structure

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from .. import keys as K
-
 BACKENDS = ("inductor", "aot_eager", "cudagraphs")  # torch.compile backends the recipes accept
 
 
@@ -27,9 +25,8 @@ def compiled(model, backend: str = "inductor", mode=None):
     from mace.tools.compile import configure_autograd_for_compile, disable_e3nn_codegen, simplify
 
     configure_autograd_for_compile(allow_autograd=True)
-    # Forces come from torch.autograd.grad on the compiled forward's graph, which AOTAutograd runs through its
-    # double-backward wrapper whenever grad mode is on; donated buffers refuse that (and training's double
-    # backward), so they stay off: a little more memory in the backward, nothing else.
+    # AOTAutograd's donated buffers refuse the forces' torch.autograd.grad on the compiled forward (torch 2.13:
+    # "compiled with non-empty donated buffers") and training's double backward: off, at a little memory.
     torch._functorch.config.donated_buffer = False
     with disable_e3nn_codegen():
         copy = type(model).from_hyperparameters(model.hyperparameters(), model.dtype)
@@ -37,38 +34,15 @@ def compiled(model, backend: str = "inductor", mode=None):
     # fx-traces mace's contraction blocks; their constant masks (*_zeroed buffers) become graph constants
     copy = simplify(copy).to(next(model.parameters()).device)
     copy.checkpoint_metadata = getattr(model, "checkpoint_metadata", {})
-    compiled_forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
-
-    def forward(batch, *args, **kwargs):
-        # Inductor's multi-threaded CPU code for a scatter into a one-element output (a one-structure batch: the
-        # per-structure energy sum, the Born sum rule's mean, the cell gradient) fails to generate
-        # (pytorch/pytorch#160391, torch 2.13); an empty second structure sidesteps it, and is sliced off again.
-        if batch[K.PTR].shape[0] != 2 or batch[K.PTR].device.type != "cpu":
-            return compiled_forward(batch, *args, **kwargs)
-        out = compiled_forward(with_empty_structure(batch), *args, **kwargs)
-        return {k: v[:1] if k in PER_STRUCTURE_OUTPUTS else v for k, v in out.items()}
-
-    copy.forward = forward
+    if next(model.parameters()).device.type == "cpu":
+        # torch 2.13's multi-threaded inductor CPU code for scatter-adds is unsafe: it fails to generate for a
+        # one-element output (pytorch/pytorch#160391) and wrote out of bounds here (glibc heap corruption in a
+        # 2-thread MD run; cf. pytorch/pytorch#191837). Generated loops therefore run on one thread (the safe
+        # path of that code); matrix products still use torch's threads. Process-wide, as inductor's config is.
+        torch._inductor.config.cpp.threads = 1
+    copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
     copy.compiled_with = backend
     return copy
-
-
-PER_STRUCTURE_OUTPUTS = (K.ENERGY, K.STRESS)
-
-
-def with_empty_structure(batch):
-    """``batch`` plus one structure with no atoms (unit cell, the first structure's pbc): its per-structure
-    outputs are zero (Born: NaN, never gathered by an atom) and every per-atom output is unchanged."""
-    out = dict(batch)
-    ptr, num_atoms = batch[K.PTR], batch[K.NUM_ATOMS]
-    out[K.PTR] = torch.cat([ptr, ptr[-1:]])
-    out[K.NUM_ATOMS] = torch.cat([num_atoms, torch.zeros_like(num_atoms[:1])])
-    if K.CELL in batch:
-        cell = batch[K.CELL]
-        out[K.CELL] = torch.cat([cell, torch.eye(3, dtype=cell.dtype, device=cell.device)[None]])
-    if K.PBC in batch:
-        out[K.PBC] = torch.cat([batch[K.PBC], batch[K.PBC][:1]])
-    return out
 
 
 def load_weights(target, source) -> None:
