@@ -6,8 +6,8 @@ including the autograd call that gives forces and stress — is compiled with dy
 counts change every neighbour-list rebuild). The learned weights keep their names; only mace's constant masks
 (``*_zeroed`` buffers) leave the state dict (``load_weights`` copies weights back into a plain model).
 The forces' autograd.grad on the compiled graph is allowed only without AOTAutograd's donated buffers, which
-``compiled`` switches off (process-wide). First calls compile (tens of seconds on a CPU for a small
-model, longer for big ones); recompiles are rare thanks to dynamic shapes.
+``compiled`` switches off (process-wide). First calls compile (~6 min on one CPU core for the MD recipe's
+models; inductor caches the result on disk); recompiles are rare thanks to dynamic shapes.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ def compiled(model, backend: str = "inductor", mode=None):
     copy = simplify(copy).to(next(model.parameters()).device)
     copy.checkpoint_metadata = getattr(model, "checkpoint_metadata", {})
     if next(model.parameters()).device.type == "cpu":
-        # torch 2.13's multi-threaded inductor CPU code for scatter-adds is unsafe: it fails to generate for a
-        # one-element output (pytorch/pytorch#160391) and wrote out of bounds here (glibc heap corruption in a
-        # 2-thread MD run; cf. pytorch/pytorch#191837). Generated loops therefore run on one thread (the safe
-        # path of that code); matrix products still use torch's threads. Process-wide, as inductor's config is.
+        # torch 2.13's multi-threaded inductor CPU code for scatter-adds fails to generate for a one-element
+        # output (a one-structure batch: pytorch/pytorch#160391), and a 2-thread compiled MD run here aborted
+        # with glibc heap corruption (cause not isolated; pytorch/pytorch#191837 reports out-of-bounds atomic
+        # adds with > 1 thread). Generated loops therefore run on one thread, the path without atomics; matrix
+        # products still use torch's threads. Process-wide, as inductor's config is.
         torch._inductor.config.cpp.threads = 1
     copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
     copy.compiled_with = backend
