@@ -72,8 +72,9 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
     """Run ``program`` on ``workdir/input_name``, stdout to ``output_name``; returns wall seconds.
 
     QEFailure (with the tail of the output) on a non-zero exit, a timeout or an output without 'JOB DONE'. A run
-    killed by an error of the MPI library itself (``MPI_ERR_*`` on stderr, no QE error message) is rerun once:
-    seen once here, in a ph.x run on a host loaded far beyond its cores (MPI_ERR_TRUNCATE in an Allreduce).
+    killed by an error of the MPI library itself (``MPI_ERR_*``, ``ORTE_ERROR_LOG`` or ``PMIX_ERROR`` on stderr, no
+    QE error message) is rerun once: seen twice here, in ph.x runs on a loaded host (MPI_ERR_TRUNCATE in an
+    Allreduce; "ORTE_ERROR_LOG: Data unpack would read past end of buffer" after the field calculation ended).
     """
     start = time.perf_counter()
     output = os.path.join(workdir, output_name)
@@ -96,8 +97,8 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
 
 
 def _mpi_error(stderr_path: str):
-    """The MPI library's own error line (e.g. 'MPI_ERR_TRUNCATE: message truncated'), else None."""
-    found = re.search(r"MPI_ERR_\w+[^\n]*", open(stderr_path, errors="replace").read())
+    """Open MPI's own error line (e.g. 'MPI_ERR_TRUNCATE: message truncated', 'ORTE_ERROR_LOG: ...'), else None."""
+    found = re.search(r"(MPI_ERR_\w+|ORTE_ERROR_LOG|PMIX_ERROR)[^\n]*", open(stderr_path, errors="replace").read())
     return found.group(0).strip() if found else None
 
 
