@@ -50,4 +50,3 @@ def test_compile_settings_refuse_what_cannot_be_compiled(model, tmp_path):
 
     with pytest.raises(ConfigError, match="false when cueq is true"):
         _config(compile=True, cueq=True).validate()
-

@@ -34,7 +34,7 @@ from . import integrators
 from .config import MDConfig
 from .forces import ModelForces
 from .observables import BlockAverage, Dielectric, data_eps_inf
-from .state import MDState, kinetic_energy, pressure, temperature, volumes
+from .state import MDState, kinetic_energy, pressure, temperature, volumes, without_centre_of_mass_motion
 
 RESTART_VERSION = 1
 
@@ -66,8 +66,7 @@ def initial_state(atoms_list, temperatures, fields, pressures, species: SpeciesT
     momenta = torch.randn(batch[K.POSITIONS].shape, generator=generator, dtype=dtype, device=device)
     momenta = momenta * torch.sqrt(masses[:, None] * kT / AMU_A2_PER_FS2_IN_EV)
     b = len(atoms_list)
-    com = torch.zeros((b, 3), dtype=dtype, device=device).index_add(0, batch[K.BATCH], momenta)
-    momenta = momenta - (com / batch[K.NUM_ATOMS][:, None].to(dtype))[batch[K.BATCH]]
+    momenta = without_centre_of_mass_motion(momenta, batch[K.BATCH], batch[K.NUM_ATOMS])
     return MDState(
         positions=batch[K.POSITIONS], momenta=momenta, masses=masses, cell=batch[K.CELL], pbc=batch[K.PBC],
         species=batch[K.SPECIES], atomic_numbers=batch[K.ATOMIC_NUMBERS], batch=batch[K.BATCH], ptr=batch[K.PTR],
@@ -144,8 +143,8 @@ class Simulation:
         block = cfg.dielectric.block
         # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
         eps_inf = cfg.dielectric.eps_inf
-        self.eps_inf = data_eps_inf(cfg.structure) if eps_inf == "data" else torch.as_tensor(eps_inf, dtype=torch.float64)
-        self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, self.eps_inf, block,
+        eps_inf = data_eps_inf(cfg.structure) if eps_inf == "data" else torch.as_tensor(eps_inf, dtype=torch.float64)
+        self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, eps_inf, block,
                                      constant_field=cfg.field_kind == "constant")
         self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths", "cell")}
         self.steps_done = 0

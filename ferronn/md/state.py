@@ -80,6 +80,12 @@ def kinetic_energy(state: MDState) -> torch.Tensor:
         0, state.batch, per_atom)
 
 
+def without_centre_of_mass_motion(momenta: torch.Tensor, batch: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+    """``momenta`` (N, 3) with each replica's total momentum removed (its centre of mass at rest)."""
+    total = torch.zeros((num_atoms.shape[0], 3), dtype=momenta.dtype, device=momenta.device).index_add(0, batch, momenta)
+    return momenta - (total / num_atoms[:, None].to(momenta.dtype))[batch]
+
+
 def degrees_of_freedom(state: MDState, momentum_conserved: bool) -> torch.Tensor:
     """N_dof (B,): 3N − 3 when total momentum is conserved (NVE, Nosé–Hoover), else 3N (Langevin)."""
     dof = 3 * state.num_atoms.to(state.momenta.dtype)
