@@ -82,7 +82,7 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
 def test_resume_after_kill_continues_the_run(tmp_path):
     """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends, and
     the killed run's curve up to the kill is the reference run's curve (same seed, same numbers)."""
-    epochs = 14
+    epochs = 9
     reference = tmp_path / "reference"
     run(train_cmd(reference, epochs))
     killed = tmp_path / "killed"
