@@ -36,10 +36,12 @@ def compiled(model, backend: str = "inductor", mode=None):
     copy.checkpoint_metadata = getattr(model, "checkpoint_metadata", {})
     if next(model.parameters()).device.type == "cpu":
         # torch 2.13's multi-threaded inductor CPU code for scatter-adds fails to generate for a one-element
-        # output (a one-structure batch: pytorch/pytorch#160391), and a 2-thread compiled MD run here aborted
-        # with glibc heap corruption (cause not isolated; pytorch/pytorch#191837 reports out-of-bounds atomic
-        # adds with > 1 thread). Generated loops therefore run on one thread, the path without atomics; matrix
-        # products still use torch's threads. Process-wide, as inductor's config is.
+        # output (a one-structure batch: pytorch/pytorch#160391), and two compiled MD runs here aborted with
+        # glibc heap corruption before this setting (cause not isolated; pytorch/pytorch#191837 reports
+        # out-of-bounds atomic adds with > 1 thread). Generated loops therefore run on one thread, the path
+        # without atomics; matrix products still use torch's threads. Process-wide, as inductor's config is.
+        # Since: 300 calls on changing shapes under glibc's malloc checker (benchmarks/compile_check.py --soak)
+        # and the 1100-step compiled run that had aborted at step ~500 ran clean.
         torch._inductor.config.cpp.threads = 1
     copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
     copy.compiled_with = backend
