@@ -30,6 +30,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def relative_error(fast, plain) -> float:
+    """Largest deviation of ``fast`` from ``plain``, relative to the largest magnitude of ``plain``."""
+    return float(((fast - plain).abs().max() / plain.abs().max()).detach())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -77,9 +82,8 @@ def main():
         first_call = time.perf_counter() - t0
         b = energy(batch, compute_forces=True, compute_stress=True)
         zr = born(batch)[K.BORN_CHARGES]
-        errors = {key: float(((a[key] - b[key]).abs().max() / b[key].abs().max()).detach())
-                  for key in (K.ENERGY, K.FORCES, K.STRESS)}
-        errors[K.BORN_CHARGES] = float(((z - zr).abs().max() / zr.abs().max()).detach())
+        errors = {key: relative_error(a[key], b[key]) for key in (K.ENERGY, K.FORCES, K.STRESS)}
+        errors[K.BORN_CHARGES] = relative_error(z, zr)
         times = {}
         for name, fn in (("plain", lambda: (energy(batch, compute_stress=True), born(batch))),
                          ("compiled", lambda: (fast_energy(batch, compute_stress=True), fast_born(batch)))):
@@ -110,8 +114,8 @@ def main():
             batch = atoms_batch(copies, species, energy.r_max, dtype, args.device)
             a, z = fast_energy(batch, compute_forces=True, compute_stress=True), fast_born(batch)[K.BORN_CHARGES]
             b, zr = energy(batch, compute_forces=True, compute_stress=True), born(batch)[K.BORN_CHARGES]
-            error = max([float(((a[k] - b[k]).abs().max() / b[k].abs().max()).detach()) for k in (K.FORCES, K.STRESS)]
-                        + [float(((z - zr).abs().max() / zr.abs().max()).detach())])
+            error = max(relative_error(a[K.FORCES], b[K.FORCES]), relative_error(a[K.STRESS], b[K.STRESS]),
+                        relative_error(z, zr))
             worst = max(worst, error)
             if error > tol:
                 print(f"soak call {call}: {len(copies)} copies, relative error {error:.2e}", flush=True)
