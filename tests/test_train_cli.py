@@ -21,12 +21,16 @@ TINY_SET += ["born_model.radial_MLP=[16,16]", "born_model.max_L=2", "born_model.
              "born_model.num_vector_pairs=2"]
 
 
-def train_cmd(out, epochs, *extra):
-    cmd = [sys.executable, "-m", "ferronn.train", "--out", str(out), "--epochs", str(epochs), "--seed", "3",
-           "--set", "train.progress_bar=false", "--set", "data.batch_size=6"]
+def train_args(out, epochs, *extra):
+    args = ["--out", str(out), "--epochs", str(epochs), "--seed", "3",
+            "--set", "train.progress_bar=false", "--set", "data.batch_size=6"]
     for item in TINY_SET:
-        cmd += ["--set", item]
-    return cmd + list(extra)
+        args += ["--set", item]
+    return args + list(extra)
+
+
+def train_cmd(out, epochs, *extra):
+    return [sys.executable, "-m", "ferronn.train"] + train_args(out, epochs, *extra)
 
 
 def run(cmd, timeout=600):
@@ -79,12 +83,11 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "p_born.png").stat().st_size > 1000
 
 
-def test_resume_after_kill_continues_the_run(tmp_path):
+def test_resume_after_kill_continues_the_run(trained, tmp_path, capsys):
     """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends, and
     the killed run's curve up to the kill is the reference run's curve (same seed, same numbers)."""
-    epochs = 9
-    reference = tmp_path / "reference"
-    run(train_cmd(reference, epochs))
+    reference, _ = trained  # the uninterrupted run: same command, same seed
+    epochs = 6
     killed = tmp_path / "killed"
     proc = subprocess.Popen(train_cmd(killed, epochs), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = killed / "logs" / "version_0" / "metrics.csv"
@@ -112,19 +115,30 @@ def test_resume_after_kill_continues_the_run(tmp_path):
     killed_rows = log.read_text().splitlines()
     killed_rows = killed_rows[:-1]  # the kill may have cut the last line short
     assert len(killed_rows) >= 4 and killed_rows == reference_rows[:len(killed_rows)]
-    out = subprocess.run(train_cmd(killed, epochs), cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2 and "already holds a run" in out.stderr
+    code, out = cli(train_args(killed, epochs), capsys)
+    assert code == 2 and "already holds a run" in out.err
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    out = subprocess.run(train_cmd(tmp_path / "fresh", 2, "--resume"), cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2 and "--resume: no resumable checkpoint" in out.stderr
+def cli(args, capsys):
+    """``python -m ferronn.train ARGS`` run in this process (the CLI's own code, without a ~10 s interpreter start):
+    exit code and stderr."""
+    from ferronn.train.__main__ import main
+
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr()
 
 
-def test_print_config_round_trips(tmp_path):
-    out = run([sys.executable, "-m", "ferronn.train", "--config", str(ROOT / "recipes" / "batio3.yaml"),
-               "--print-config", "--set", "train.lr=0.002"])
-    (tmp_path / "r.yaml").write_text(out.stdout)
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    code, out = cli(train_args(tmp_path / "fresh", 2, "--resume"), capsys)
+    assert code == 2 and "--resume: no resumable checkpoint" in out.err
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    code, out = cli(["--config", str(ROOT / "recipes" / "batio3.yaml"), "--print-config", "--set", "train.lr=0.002"],
+                    capsys)
+    assert code == 0
+    (tmp_path / "r.yaml").write_text(out.out)
     from ferronn.train.config import load_recipe
 
     cfg = load_recipe(str(tmp_path / "r.yaml"))
@@ -140,12 +154,12 @@ def test_ema_warmup_follows_the_model_early_and_decays_late():
     assert float(update(avg, cur, torch.tensor(10 ** 6))) == pytest.approx(0.01)  # capped at the decay
 
 
-def test_resume_with_other_models_is_a_clear_error(tmp_path):
+def test_resume_with_other_models_is_a_clear_error(tmp_path, capsys):
     out = tmp_path / "energy_only"
-    run(train_cmd(out, 1, "--set", "task=energy"))
-    proc = subprocess.run(train_cmd(out, 2, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 2
-    assert "does not match this recipe's models" in proc.stderr.strip().splitlines()[-1]
+    assert cli(train_args(out, 1, "--set", "task=energy"), capsys)[0] == 0
+    code, result = cli(train_args(out, 2, "--resume"), capsys)
+    assert code == 2
+    assert "does not match this recipe's models" in result.err.strip().splitlines()[-1]
 
 
 def test_ddp_with_two_cpu_processes_reproduces_the_single_process_run(trained, tmp_path):
