@@ -1,6 +1,7 @@
 """Cost of the Born-charge model's forward vs the energy model's forward+backward on the same batch.
 
     python benchmarks/born_cost.py [--recipe recipes/batio3.yaml] [--repeats 7] [--frames 2] [--device cpu]
+                                   [--set born_model.num_interactions=3 ...]
 
 In field MD the Born model is called once per step without gradients, beside the energy model's forward and
 backward (forces, stress); its cost ratio sets the overhead of field MD over plain MD. Models are built from
@@ -29,14 +30,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--frames", type=int, default=2, help="structures per batch")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     args = parser.parse_args()
 
     from ferronn.data.datamodule import FrameDataModule
     from ferronn.models.born import BornModel
     from ferronn.models.energy import EnergyModel
+    from ferronn.config import parse_overrides
     from ferronn.train.config import load_recipe
 
-    cfg = load_recipe(args.recipe)
+    cfg = load_recipe(args.recipe, parse_overrides(args.set))
     dtype = getattr(torch, cfg.train.dtype)
     device = torch.device(args.device)
     r_max = max(cfg.model.r_max, cfg.born_model.r_max)
@@ -49,12 +52,18 @@ def main():
     # MD gives the Born model its own list within its cutoff (ferronn/md/forces.py): measure that too.
     from ferronn.data.verlet import pair_lengths
 
-    keep = pair_lengths(batch["positions"], batch["cell"], batch["batch"], batch["edge_index"],
-                        batch["unit_shifts"]) < cfg.born_model.r_max
-    own = {**batch, "edge_index": batch["edge_index"][:, keep], "unit_shifts": batch["unit_shifts"][keep]}
+    lengths = pair_lengths(batch["positions"], batch["cell"], batch["batch"], batch["edge_index"],
+                           batch["unit_shifts"])
 
-    def energy_step():
-        energy(batch, compute_forces=True, compute_stress=True)
+    def within(r_cut):
+        keep = lengths < r_cut
+        return {**batch, "edge_index": batch["edge_index"][:, keep], "unit_shifts": batch["unit_shifts"][keep]}
+
+    own, energy_batch = within(cfg.born_model.r_max), within(cfg.model.r_max)
+    keep = lengths < cfg.born_model.r_max
+
+    def energy_step():  # on its own cutoff's list, also when the Born model's reaches further
+        energy(energy_batch, compute_forces=True, compute_stress=True)
 
     def born_step():
         with torch.no_grad():
@@ -75,7 +84,7 @@ def main():
                       "atoms": n_atoms, "energy_forward_backward_ms": e * 1e3, "born_forward_ms": b * 1e3,
                       "born_to_energy_ratio": b / e, "born_own_list_ms": bo * 1e3,
                       "born_to_energy_ratio_own_list": bo / e, "energy_params": sum(p.numel() for p in energy.parameters()),
-                      "born_params": sum(p.numel() for p in born.parameters()), "repeats": args.repeats}))
+                      "born_params": sum(p.numel() for p in born.parameters()), "repeats": args.repeats, "overrides": args.set}))
 
 
 if __name__ == "__main__":
