@@ -136,6 +136,7 @@ def main():
     fields = [[s * FIELD if i == axis else 0.0 for i in range(3)] for axis in range(3) for s in (1, -1)]
     fields = (fields * (args.batched_replicas // 6 + 1))[: args.batched_replicas]
     _, batched = ferronn_md(base, fields, True)
+
     def ase_sequential(energy, born):
         singles = [ase_md(base, FerroCalculator(energy, born=born, device=str(device), dtype=dtype, field=f))
                    for f in fields]
