@@ -76,6 +76,19 @@ def test_selection_picks_exactly_the_frames_above_threshold():
     assert select_frames(candidates, 0.1, 0.2, min_spacing=20, max_count=99) == [2, 3, 6]
     assert select_frames(candidates, 0.1, 0.2, min_spacing=0, max_count=2) == [2, 6]
     assert select_frames(candidates, 1.0, 1.0, min_spacing=0, max_count=99) == []
+    # Past the upper bounds a frame is failed exploration: (2,10) goes, the next most uncertain take its place.
+    assert select_frames(candidates, 0.1, 0.2, min_spacing=0, max_count=2, force_std_max=0.4) == [1, 2]
+    assert select_frames(candidates, 0.1, 0.2, min_spacing=0, max_count=99, born_std_max=0.3) == [1, 2, 3]
+
+
+def test_selection_skips_collapsed_frames():
+    """A frame with two atoms closer than min_distance is not sent to DFT, however uncertain."""
+    good = ase.io.read(default_data_path(), index=1)  # cubic BaTiO3, a = 4.00 Å: Ti–O 2.0 Å
+    bad = good.copy()
+    bad.positions[1] = bad.positions[0] + [1.0, 0.0, 0.0]  # 1.0 Å: a collapsed Ti–O or Ba–O pair
+    candidates = [Candidate(0, 10, 0.2, 0.0, good), Candidate(1, 10, 0.9, 0.0, bad)]
+    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=2) == [0, 1]
+    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=2, min_distance=1.5) == [0]
 
 
 def test_committee_md_logs_its_spread_and_the_calculator_returns_it(qe_frames, members, tmp_path):

@@ -35,6 +35,9 @@ class SelectConfig:
     born_std: float = 0.10  # e, max over atoms and components of σ_Z*
     min_spacing_steps: int = 200  # within one replica
     max_per_round: int = 5
+    force_std_max: float = 0.0  # eV/Å: above it a frame is failed exploration, not labelled (<= 0: no bound)
+    born_std_max: float = 0.0  # e, likewise
+    min_distance: float = 0.0  # Å: frames with two atoms closer than this are not labelled (<= 0: no floor)
 
 
 @dataclasses.dataclass

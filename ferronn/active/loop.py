@@ -85,8 +85,10 @@ class ActiveLearning:
         os.makedirs(folder, exist_ok=True)
         candidates = self.explore(r)
         remaining = cfg.dft_budget - self.ledger["dft_used"]
-        chosen = select_frames(candidates, cfg.select.force_std, cfg.select.born_std, cfg.select.min_spacing_steps,
-                               min(cfg.select.max_per_round, remaining))
+        sel = cfg.select
+        chosen = select_frames(candidates, sel.force_std, sel.born_std, sel.min_spacing_steps,
+                               min(sel.max_per_round, remaining), sel.force_std_max, sel.born_std_max,
+                               sel.min_distance)
         self.log(f"round {r}: {len(candidates)} candidates, {len(chosen)} above threshold selected")
         if not chosen:  # converged: recorded without retraining (the next pass of run() stops)
             self._record(r, None, candidates, 0, 0, 0, start)

@@ -18,10 +18,15 @@ class Candidate:
 
 
 def select_frames(candidates: Sequence[Candidate], force_std: float, born_std: float, min_spacing: int,
-                  max_count: int) -> List[int]:
+                  max_count: int, force_std_max: float = 0.0, born_std_max: float = 0.0,
+                  min_distance: float = 0.0) -> List[int]:
     """Indices of the candidates to label: spread above a threshold (force_std in eV/Å or born_std in e; a
     threshold <= 0 disables that criterion), at least ``min_spacing`` steps apart within a replica (so a long
-    excursion is not labelled ten times), the most uncertain first (spread / threshold), at most ``max_count``."""
+    excursion is not labelled ten times), the most uncertain first (spread / threshold), at most ``max_count``.
+
+    Frames past the upper bounds (``force_std_max`` eV/Å, ``born_std_max`` e; <= 0 disables) or with two atoms
+    closer than ``min_distance`` Å are failed exploration, not uncertainty worth DFT (DP-GEN's trust_hi): MD with a
+    young committee can collapse a replica, and its most uncertain frames are then the least physical ones."""
     def score(c: Candidate) -> float:
         ratios = []
         if force_std > 0:
@@ -30,7 +35,12 @@ def select_frames(candidates: Sequence[Candidate], force_std: float, born_std: f
             ratios.append(c.born_std / born_std)
         return max(ratios) if ratios else 0.0
 
-    above = [i for i, c in enumerate(candidates) if score(c) > 1.0]
+    def plausible(c: Candidate) -> bool:
+        if force_std_max > 0 and c.force_std > force_std_max or born_std_max > 0 and c.born_std > born_std_max:
+            return False
+        return min_distance <= 0 or c.atoms is None or nearest_distance(c.atoms) >= min_distance
+
+    above = [i for i, c in enumerate(candidates) if score(c) > 1.0 and plausible(c)]
     chosen: List[int] = []
     for i in sorted(above, key=lambda i: (-score(candidates[i]), candidates[i].replica, candidates[i].step)):
         if len(chosen) >= max_count:
@@ -40,3 +50,11 @@ def select_frames(candidates: Sequence[Candidate], force_std: float, born_std: f
                for j in chosen):
             chosen.append(i)
     return sorted(chosen, key=lambda i: (candidates[i].replica, candidates[i].step))
+
+
+def nearest_distance(atoms) -> float:
+    """Shortest interatomic distance (Å, minimum image) of an ase.Atoms."""
+    import numpy as np
+
+    d = atoms.get_all_distances(mic=True)
+    return float(np.min(d[~np.eye(len(atoms), dtype=bool)])) if len(atoms) > 1 else float("inf")
