@@ -37,7 +37,8 @@ class SelectConfig:
     max_per_round: int = 5
     force_std_max: float = 0.0  # eV/Å: above it a frame is failed exploration, not labelled (<= 0: no bound)
     born_std_max: float = 0.0  # e, likewise
-    min_distance: float = 0.0  # Å: frames with two atoms closer than this are not labelled (<= 0: no floor)
+    min_distance: float = 0.0  # Å: frames with two atoms closer than this are not labelled (<= 0: no floor);
+    # the MD guard's own min_distance (0.5 Å) stops every replica, so the bond-length floor for DFT lives here
 
 
 @dataclasses.dataclass
