@@ -173,3 +173,17 @@ def test_active_learning_loop_runs_resumes_and_reports(tmp_path):
     assert loop().run()["rounds"] == ledger["rounds"] and len(calls) == 3  # finished: a rerun does nothing
     saved = json.loads((tmp_path / "al" / "active.json").read_text())
     assert saved["rounds"] == ledger["rounds"] and np.isfinite(saved["rounds"][1]["test_forces_rmse_meV_A"])
+    # The control: round 1's retraining from round 0's committee on the seed data alone, no DFT.
+    control = loop().control()
+    assert [row["round"] for row in control] == [1] and len(calls) == 3
+    recipe = yaml.safe_load((tmp_path / "al" / "control" / "round1" / "member0" / "recipe.yaml").read_text())
+    assert recipe["init_from"].endswith("round0/committee/member0")
+    assert recipe["data"]["path"] == str(tmp_path / "seed.xyz") and recipe["train"]["epochs"] == 1
+    assert 0 < control[0]["test_born_mae_e"] != pytest.approx(ledger["rounds"][1]["test_born_mae_e"], rel=1e-9)
+    with open(tmp_path / "al" / "control" / "control.csv") as handle:
+        assert float(next(csv.DictReader(handle))["test_forces_rmse_meV_A"]) == pytest.approx(
+            control[0]["test_forces_rmse_meV_A"])
+    member = tmp_path / "al" / "control" / "round1" / "member0" / "born.ckpt"
+    stamp = member.stat().st_mtime_ns
+    again = loop().control()  # resumed: the members are not retrained
+    assert member.stat().st_mtime_ns == stamp and again[0] == pytest.approx(control[0])

@@ -29,6 +29,8 @@ from .select import Candidate, select_frames
 COLUMNS = ["round", "train_frames", "candidates", "selected", "labelled", "failed", "dft_used",
            "force_std_max_eV_A", "force_std_median_eV_A", "born_std_max_e", "born_std_median_e",
            "test_forces_rmse_meV_A", "test_born_mae_e", "test_energy_mae_meV_atom", "wall_s"]
+TEST_COLUMNS = {"test_forces_rmse_meV_A": "forces_rmse", "test_born_mae_e": "born_mae",  # column: metrics key
+                "test_energy_mae_meV_atom": "energy_mae"}
 
 
 class ActiveLearning:
@@ -172,19 +174,48 @@ class ActiveLearning:
             ase.io.write(tmp, frames, format="extxyz")
 
     def _train_round(self, r: int, data: str, candidates, selected, labelled, failed, start) -> None:
+        metrics, self.committees[r] = self._fit(r, data, self.committee_dir(r),
+                                                self.committee_dir(r - 1) if r > 0 else None)
+        self._record(r, metrics, candidates, selected, labelled, failed, start, data)
+
+    def _fit(self, r: int, data: str, out: str, init_from: Optional[str]):
+        """Round r's committee on ``data``: from scratch (round 0) or warm-started from ``init_from``."""
         from ..train.config import load_recipe
         from ..train.run import fit_committee
 
         cfg = self.config
         overrides = dict(cfg.train_set)
-        overrides.update({"data.path": data, "data.test_path": cfg.test_data, "out": self.committee_dir(r),
+        overrides.update({"data.path": data, "data.test_path": cfg.test_data, "out": out,
                           "train.epochs": cfg.epochs if r == 0 else cfg.retrain_epochs,
-                          "init_from": self.committee_dir(r - 1) if r > 0 else None, "train.progress_bar": False,
-                          "name": f"active-round{r}"})
-        recipe = load_recipe(cfg.train_recipe, overrides)
-        resume = os.path.isdir(self.committee_dir(r))
-        metrics, self.committees[r] = fit_committee(recipe, cfg.committee, resume=resume)
-        self._record(r, metrics, candidates, selected, labelled, failed, start, data)
+                          "init_from": init_from, "train.progress_bar": False, "name": f"active-round{r}"})
+        return fit_committee(load_recipe(cfg.train_recipe, overrides), cfg.committee, resume=os.path.isdir(out))
+
+    # --- the control: the same retraining without the DFT frames ------------------------------------------------
+    @property
+    def control_dir(self) -> str:
+        return os.path.join(self.out, "control")
+
+    def control(self) -> list:
+        """Round 0's committee retrained round after round on the seed data alone, with the loop's schedule
+        (``retrain_epochs`` per round, warm starts), tested on the same held-out set: what a round gains beyond
+        this comes from its DFT frames, not from the extra epochs. Resumable; ``control/control.csv``."""
+        if not self.ledger["rounds"] or not os.path.exists(os.path.join(self.committee_dir(0), "committee.json")):
+            raise SimulationError(f"active control: {self.out} has no trained round 0 (run the loop first)")
+        rows, previous = [], self.committee_dir(0)
+        for row in self.ledger["rounds"][1:]:
+            if not row["labelled"]:  # a round that trained nothing has no control either
+                continue
+            r = row["round"]
+            out = os.path.join(self.control_dir, f"round{r}")
+            metrics, _ = self._fit(r, self.config.seed_data, out, previous)
+            rows.append({"round": r, **{column: metrics.get(key, np.nan) for column, key in TEST_COLUMNS.items()}})
+            previous = out
+            self.log(f"control round {r} (seed data only): " + ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()
+                                                                           if k != "round"))
+        write_csv(os.path.join(self.control_dir, "control.csv"), ["round", *TEST_COLUMNS],
+                  [[row[c] for c in ["round", *TEST_COLUMNS]] for row in rows])
+        self.write_outputs()
+        return rows
 
     def _record(self, r, metrics, candidates, selected, labelled, failed, start, data=None) -> None:
         import ase.io
@@ -197,9 +228,7 @@ class ActiveLearning:
                "dft_used": self.ledger["dft_used"],
                "force_std_max_eV_A": float(np.max(forces)), "force_std_median_eV_A": float(np.median(forces)),
                "born_std_max_e": float(np.max(born)), "born_std_median_e": float(np.median(born)),
-               "test_forces_rmse_meV_A": metrics.get("forces_rmse", np.nan),
-               "test_born_mae_e": metrics.get("born_mae", np.nan),
-               "test_energy_mae_meV_atom": metrics.get("energy_mae", np.nan),
+               **{column: metrics.get(key, np.nan) for column, key in TEST_COLUMNS.items()},
                "wall_s": round(time.time() - start, 1)}
         self.ledger["rounds"].append(row)
         write_json(self.ledger_path, self.ledger)
@@ -211,10 +240,19 @@ class ActiveLearning:
         """rounds.csv and active.png from the ledger (the plot shows exactly the CSV's numbers)."""
         rows = self.ledger["rounds"]
         write_csv(os.path.join(self.out, "rounds.csv"), COLUMNS, [[row[c] for c in COLUMNS] for row in rows])
-        plot_rounds(rows, os.path.join(self.out, "active.png"))
+        plot_rounds(rows, os.path.join(self.out, "active.png"), self._control_rows())
+
+    def _control_rows(self) -> list:
+        path = os.path.join(self.control_dir, "control.csv")
+        if not os.path.exists(path):
+            return []
+        import csv
+
+        with open(path) as handle:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def plot_rounds(rows, path: str) -> None:
+def plot_rounds(rows, path: str, control=()) -> None:
     fig, axes = figure(1, 3, size=(4.6, 3.6))
     rounds = [row["round"] for row in rows]
     ax = axes[0][0]
@@ -236,6 +274,13 @@ def plot_rounds(rows, path: str) -> None:
     twin = ax.twinx()
     twin.plot(rounds, [row["test_born_mae_e"] for row in rows], "s-", color="tab:green")
     twin.set_ylabel("Z* MAE (e)", color="tab:green")
+    if control:  # the same retraining on the seed data alone, from round 0's committee
+        start = [rows[0]["round"]] + [row["round"] for row in control]
+        ax.plot(start, [rows[0]["test_forces_rmse_meV_A"]] + [row["test_forces_rmse_meV_A"] for row in control],
+                "o:", color="tab:red", alpha=0.6, label="no new frames (control)")
+        twin.plot(start, [rows[0]["test_born_mae_e"]] + [row["test_born_mae_e"] for row in control], "s:",
+                  color="tab:green", alpha=0.6)
+        ax.legend(fontsize=8)
     for a in (axes[0][0], axes[0][1], axes[0][2]):
         a.set_xticks(rounds)
     save_figure(fig, path)
@@ -243,6 +288,10 @@ def plot_rounds(rows, path: str) -> None:
 
 def run(config: ActiveConfig, labeller: Optional[Callable] = None) -> dict:
     return ActiveLearning(config, labeller).run()
+
+
+def run_control(config: ActiveConfig) -> list:
+    return ActiveLearning(config).control()
 
 
 
