@@ -292,6 +292,3 @@ def run(config: ActiveConfig, labeller: Optional[Callable] = None) -> dict:
 
 def run_control(config: ActiveConfig) -> list:
     return ActiveLearning(config).control()
-
-
-
