@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--frames", type=int, default=2, help="structures per batch")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile both models (ferronn.models.compile, as `compile: true` in MD)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     args = parser.parse_args()
 
@@ -46,6 +48,10 @@ def main():
     dm = FrameDataModule(cfg.data, r_max, cfg.train.seed, dtype, labels_needed=()).prepare()
     energy = EnergyModel.from_stats(cfg.model, dm.stats, dtype).to(device).eval()
     born = BornModel.from_stats(cfg.born_model, dm.stats, dtype).to(device).eval()
+    if args.compile:
+        from ferronn.models.compile import compiled
+
+        energy, born = compiled(energy), compiled(born)
     from ferronn.data.graph import batch_to, collate
 
     batch = batch_to(collate(dm.graphs["train"][: args.frames], dtype), device)
@@ -84,7 +90,8 @@ def main():
                       "atoms": n_atoms, "energy_forward_backward_ms": e * 1e3, "born_forward_ms": b * 1e3,
                       "born_to_energy_ratio": b / e, "born_own_list_ms": bo * 1e3,
                       "born_to_energy_ratio_own_list": bo / e, "energy_params": sum(p.numel() for p in energy.parameters()),
-                      "born_params": sum(p.numel() for p in born.parameters()), "repeats": args.repeats, "overrides": args.set}))
+                      "born_params": sum(p.numel() for p in born.parameters()), "repeats": args.repeats, "compiled": args.compile,
+                      "overrides": args.set}))
 
 
 if __name__ == "__main__":
