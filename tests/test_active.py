@@ -86,9 +86,12 @@ def test_selection_skips_collapsed_frames():
     good = ase.io.read(default_data_path(), index=1)  # cubic BaTiO3, a = 4.00 Å: Ti–O 2.0 Å
     bad = good.copy()
     bad.positions[1] = bad.positions[0] + [1.0, 0.0, 0.0]  # 1.0 Å: a collapsed Ti–O or Ba–O pair
-    candidates = [Candidate(0, 10, 0.2, 0.0, good), Candidate(1, 10, 0.9, 0.0, bad)]
-    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=2) == [0, 1]
-    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=2, min_distance=1.5) == [0]
+    across = good.copy()  # the same 1.0 Å pair, seen only through the periodic boundary
+    across.positions[1] = across.positions[0] - [1.0, 0.0, 0.0]
+    across.wrap()
+    candidates = [Candidate(0, 10, 0.2, 0.0, good), Candidate(1, 10, 0.9, 0.0, bad), Candidate(2, 10, 0.5, 0.0, across)]
+    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=3) == [0, 1, 2]
+    assert select_frames(candidates, 0.1, 0.0, min_spacing=0, max_count=3, min_distance=1.5) == [0]
 
 
 def test_committee_md_logs_its_spread_and_the_calculator_returns_it(qe_frames, members, tmp_path):
