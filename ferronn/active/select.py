@@ -55,15 +55,11 @@ def select_frames(candidates: Sequence[Candidate], force_std: float, born_std: f
 
 
 def closer_than(atoms, distance: float) -> bool:
-    """Whether any two atoms of an ase.Atoms (periodic images included) are closer than ``distance`` Å: a vesin
-    list at that cutoff, O(N), so exploration cells of thousands of atoms are screened as fast as 5-atom ones."""
-    from vesin_torch import NeighborList
+    """Whether any two atoms of an ase.Atoms (periodic images included) are closer than ``distance`` Å:
+    the package's vesin list at that cutoff, O(N), so cells of thousands of atoms screen as fast as 5-atom ones."""
+    from ..data.graph import neighbour_list
 
-    positions = torch.as_tensor(atoms.positions, dtype=torch.float64)
-    periodic = torch.as_tensor(atoms.pbc, dtype=torch.bool)
-    cell = torch.as_tensor(atoms.cell.array, dtype=torch.float64)
-    if not bool(periodic.any()):
-        cell = torch.zeros(3, 3, dtype=torch.float64)  # vesin takes a zero box for open boundaries
-    (d,) = NeighborList(cutoff=float(distance), full_list=False).compute(positions, cell, periodic=periodic,
-                                                                         quantities="d")
-    return d.numel() > 0
+    edge_index, _ = neighbour_list(torch.as_tensor(atoms.positions, dtype=torch.float64),
+                                   torch.as_tensor(atoms.cell.array, dtype=torch.float64), atoms.pbc, distance,
+                                   check_distance=False)
+    return edge_index.shape[1] > 0
