@@ -303,3 +303,25 @@ def test_block_average_memory_is_bounded_and_merged_blocks_are_exact():
     expected = x[: 160 * 6].reshape(6, 160, 2, 3).mean(dim=1)
     torch.testing.assert_close(avg.block_means(), expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(avg.mean(), x.mean(dim=0), rtol=0, atol=1e-12)
+
+
+def test_replicas_start_from_a_list_of_frames(qe_frames, mace_models, tmp_path):
+    """``index: [i, j]`` starts replica b from frame index[b % 2] (the recipe's models and file, via from_config)."""
+    from ferronn.data.datamodule import default_data_path
+    from ferronn.errors import ConfigError
+    from ferronn.models.checkpoint import save
+
+    energy, _ = mace_models
+    save(energy, str(tmp_path / "energy.ckpt"))
+    cfg = _config(energy=str(tmp_path / "energy.ckpt"), born=None, structure=default_data_path(), index=[3, 7],
+                  temperatures=[300.0, 600.0], copies=2, out=str(tmp_path / "md"))
+    sim = Simulation.from_config(cfg)
+    ptr = sim.state.ptr.tolist()
+    assert len(ptr) == 5  # 2 temperatures x 2 copies
+    for b in range(4):
+        start = qe_frames[[3, 7][b % 2]]["positions"]
+        np.testing.assert_allclose(sim.state.positions[ptr[b]:ptr[b + 1]].numpy(), start, atol=1e-12, rtol=0)
+    sim.run(2, progress=False)
+    assert "epsilon_fluctuation" not in sim.summary()  # no Born model: no dipole, so no ε (not a fake ε∞ ± 0)
+    with pytest.raises(ConfigError, match="key 'index'"):
+        _config(index=[]).validate()

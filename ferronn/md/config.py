@@ -33,7 +33,7 @@ class MDConfig:
     energy: str = "checkpoints/batio3-allegro-pol/energy.ckpt"
     born: Optional[str] = "checkpoints/batio3-allegro-pol/born.ckpt"
     structure: str = "../shared/data/batio3-allegro-pol/BaTiO3.xyz"
-    index: int = 0  # frame of ``structure``
+    index: Union[int, List[int]] = 0  # frame of ``structure``; a list: replica b starts from frame index[b % len]
     supercell: List[int] = dataclasses.field(default_factory=lambda: [1, 1, 1])
     ensemble: str = "nvt_langevin"
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [300.0])  # K
@@ -79,6 +79,8 @@ class MDConfig:
             bad("fields", "a non-empty list of [Ex, Ey, Ez] lists in V/Å", self.fields)
         if len(self.supercell) != 3 or min(self.supercell) < 1:
             bad("supercell", "three positive integers", self.supercell)
+        if isinstance(self.index, list) and not self.index:
+            bad("index", "a frame number or a non-empty list of them", self.index)
         for key in ("dt_fs", "tau_t_fs", "tau_p_fs", "bulk_modulus_gpa"):
             if not getattr(self, key) > 0:
                 bad(key, "> 0", getattr(self, key))

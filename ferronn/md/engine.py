@@ -80,20 +80,24 @@ def initial_state(atoms_list, temperatures, fields, pressures, species: SpeciesT
 
 
 def load_inputs(config: MDConfig):
-    """(energy model, Born model or None, starting structure) of an MD recipe, the structure checked against the
-    models (known elements, no overlapping atoms) with the file and frame named in any error."""
+    """(energy model, Born model or None, starting structure(s)) of an MD recipe, each structure checked against the
+    models (known elements, no overlapping atoms) with the file and frame named in any error; a list when the
+    recipe's ``index`` is a list (one start per replica, cycled)."""
     from ..data.frames import read_structure
     from ..models.checkpoint import load
 
     energy = load(config.energy, kind="energy")
     born = load(config.born, kind="born") if config.born else None
     check_compatible(energy, born)
-    atoms = read_structure(config.structure, config.index)
-    loc = where(config.structure, config.index)
-    SpeciesTable(energy.atomic_numbers).index(torch.as_tensor(atoms.numbers), loc)
-    neighbour_list(torch.as_tensor(atoms.positions), torch.as_tensor(atoms.cell.array), atoms.pbc,
-                   MIN_INTERATOMIC_DISTANCE, loc=loc)
-    return energy, born, atoms.repeat(config.supercell)
+    starts = []
+    for index in config.index if isinstance(config.index, list) else [config.index]:
+        atoms = read_structure(config.structure, index)
+        loc = where(config.structure, index)
+        SpeciesTable(energy.atomic_numbers).index(torch.as_tensor(atoms.numbers), loc)
+        neighbour_list(torch.as_tensor(atoms.positions), torch.as_tensor(atoms.cell.array), atoms.pbc,
+                       MIN_INTERATOMIC_DISTANCE, loc=loc)
+        starts.append(atoms.repeat(config.supercell))
+    return energy, born, starts if isinstance(config.index, list) else starts[0]
 
 
 #: Log columns of a committee's spread (ModelForces.spread), present only when the models are committees.
@@ -130,8 +134,9 @@ class Simulation:
         species = SpeciesTable(self.energy_model.atomic_numbers)
         temps, fields = [t for t, _ in table], [f for _, f in table]
         pressure = cfg.pressure_gpa / EV_PER_A3_TO_GPA
-        self.state = initial_state([atoms] * len(table), temps, fields, [pressure] * len(table), species,
-                                   self.dtype, self.device, self.generator)
+        starts = atoms if isinstance(atoms, (list, tuple)) else [atoms]  # replica b starts from starts[b % len]
+        self.state = initial_state([starts[b % len(starts)] for b in range(len(table))], temps, fields,
+                                   [pressure] * len(table), species, self.dtype, self.device, self.generator)
         schedule = TimeDependentField(torch.as_tensor(fields, dtype=torch.float64), cfg.field_kind,
                                       cfg.field_period_fs or None)
         self.forces = ModelForces(self.energy_model, self.born_model, field=schedule, skin=cfg.skin,
@@ -246,10 +251,17 @@ class Simulation:
                                  *[f"{v[b]:.5f}" for v in spread.values()]])
         if bar is not None:
             post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(p_gpa.mean()):.2f}GPa"}
-            eps = self.dielectric.fluctuation() or self.dielectric.finite_field()
+            eps = self._fluctuation_epsilon() or self.dielectric.finite_field()
             if eps is not None:
                 post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
             bar.set_postfix(post, refresh=False)
+
+    def _fluctuation_epsilon(self):
+        """(ε, error) from the zero-field dipole fluctuations, or None: not asked for (dielectric.fluctuation) or no
+        Born model (M stays zero, and ε would read as ε∞ with no error bar)."""
+        if not self.config.dielectric.fluctuation or self.born_model is None:
+            return None
+        return self.dielectric.fluctuation()
 
     # --- guard --------------------------------------------------------------------------------------------------
     def unphysical(self, state: Optional[MDState] = None) -> torch.Tensor:
@@ -311,7 +323,7 @@ class Simulation:
             if avg.count:
                 out[name] = {"mean": avg.mean().cpu().tolist(), "error": avg.error().cpu().tolist()}
         half = self.dielectric.finite_field(cfg.dielectric.field / 2) if cfg.dielectric.linearity_check else None
-        for name, value in (("epsilon_fluctuation", self.dielectric.fluctuation()),
+        for name, value in (("epsilon_fluctuation", self._fluctuation_epsilon()),
                             ("epsilon_finite_field", self.dielectric.finite_field()),
                             ("epsilon_finite_field_half", half)):
             if value is not None:
