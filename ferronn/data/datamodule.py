@@ -57,6 +57,9 @@ class SplitConfig:
 class DataConfig:
     path: Optional[str] = None  # ASE-readable file; None = the embedded BaTiO3 QE set shipped in the package
     test_path: Optional[str] = None  # optional separate test file (same key map)
+    # files whose frames always go to the training split, never to val or test (same key map): e.g. MD snapshots
+    # labelled by a teacher committee (python -m ferronn.label.teacher); statistics include them
+    extra_train_paths: List[str] = dataclasses.field(default_factory=list)
     keys: KeyMap = dataclasses.field(default_factory=KeyMap)
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     batch_size: int = 4
@@ -192,15 +195,26 @@ class FrameDataModule(L.LightningDataModule):
         if not test and not test_frames:
             raise DataError(f"{source}: the test split is empty; set split.test_indices or data.test_path")
         self.split = {"train": train, "val": val, "test": test}
-        numbers = self.atomic_numbers or sorted({int(z) for f in frames + test_frames for z in f[K.ATOMIC_NUMBERS]})
+        extra = [f for path in self.config.extra_train_paths for f in self._read_extra(path)]
+        numbers = self.atomic_numbers or sorted({int(z) for f in frames + test_frames + extra
+                                                 for z in f[K.ATOMIC_NUMBERS]})
         self.species = SpeciesTable(numbers)
         to_graph = functools.partial(frame_to_graph, species=self.species, r_max=self.r_max)
         self.graphs = {name: [to_graph(frames[i]) for i in idx] for name, idx in self.split.items()}
+        self.graphs["train"] += [to_graph(f) for f in extra]
         if test_frames:
             self.graphs["test"] = self.graphs["test"] + [to_graph(f) for f in test_frames]
         self.test_frames = [frames[i] for i in test] + test_frames  # numpy frames, for reference-data reports
-        self.stats = compute_stats([frames[i] for i in train], self.graphs["train"], numbers)
+        self.stats = compute_stats([frames[i] for i in train] + extra, self.graphs["train"], numbers)
         return self
+
+    def _read_extra(self, path: str) -> list:
+        """Frames of one ``extra_train_paths`` file; it must carry at least one label the models are fitted to."""
+        frames = read_frames(path, self.config.keys)
+        if self.labels_needed and not any(label in f for f in frames for label in self.labels_needed):
+            raise DataError(f"file '{path}' (data.extra_train_paths): no frame carries any of the labels "
+                            f"{list(self.labels_needed)} under the recipe's keys; expected labelled training frames")
+        return frames
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.prepare()
