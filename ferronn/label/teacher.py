@@ -4,7 +4,7 @@ Knowledge distillation for the Born model. A committee of Born models (a folder 
 ``python -m ferronn.train --committee N``, or several born.ckpt) is more accurate than any member: their errors
 are partly independent. Its mean Z* (e, Z[a][b] = ∂F_b/∂E_a, exact sum rule: a mean of sum-rule-exact tensors)
 labels structures without DFT, e.g. MD snapshots of the training cell; a single student trained on the DFT frames
-plus these (``data.extra_train_paths``) learns much of the committee's accuracy at one model's MD cost. The
+plus these (``data.extra_train_paths``) learns part of the committee's accuracy at one model's MD cost. The
 members' spread is written beside the mean (``born_charge_std``) so a user can see where the teacher is unsure.
 
 Teacher labels are not DFT: train only students on them, never report test errors against them.
