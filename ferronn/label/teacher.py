@@ -46,14 +46,14 @@ def load_teacher(paths: List[str], device="cpu", dtype=torch.float64):
 def teacher_born_charges(teacher, atoms_list, device="cpu") -> List[Tuple[np.ndarray, np.ndarray]]:
     """[(mean Z* (N, 3, 3), spread (N, 3, 3))] in e for each structure, one structure per forward."""
     from ..data.frames import NO_LABELS, frame_from_atoms
-    from ..data.graph import SpeciesTable, collate, frame_to_graph
+    from ..data.graph import SpeciesTable, batch_to, collate, frame_to_graph
 
     species = SpeciesTable(teacher.members[0].atomic_numbers)
     r_max = max(m.r_max for m in teacher.members)  # members zero every edge beyond their own cutoff
     out = []
     for i, atoms in enumerate(atoms_list):
         graph = frame_to_graph(frame_from_atoms(atoms, NO_LABELS, "<teacher input>", i), species, r_max)
-        batch = {k: v.to(device) for k, v in collate([graph], dtype=teacher.dtype).items()}
+        batch = batch_to(collate([graph], dtype=teacher.dtype), device)
         pred = teacher(batch)
         out.append((pred[K.BORN_CHARGES].cpu().numpy(), pred[K.BORN_CHARGES_STD].cpu().numpy()))
     return out
