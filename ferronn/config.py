@@ -151,19 +151,23 @@ def resolve_device(name: str, key: str = "device"):
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h> mallopt parameters
+NEVER = -1  # as a trim threshold: (size_t)-1, no automatic trimming
 
 
 def keep_large_allocations_on_the_heap(threshold_bytes: int = 1 << 30) -> bool:
-    """Let glibc serve allocations below ``threshold_bytes`` from its heap instead of fresh mmaps, and keep up to
-    ``threshold_bytes`` of freed memory at the heap's top instead of handing it back to the kernel.
+    """Let glibc serve allocations below ``threshold_bytes`` from its heap instead of fresh mmaps, and never trim
+    the heap's top back to the kernel: the process keeps its peak CPU memory until it exits, as PyTorch's CUDA
+    caching allocator keeps GPU memory.
 
     A CPU MD step frees and re-allocates the same large activation buffers every step; by default each is a new
     mmap that the kernel zero-fills page by page (measured, 8640 atoms: 5–6 s of system time in a 12 s step, 2×
-    slower per atom than 135 atoms). The mmap threshold alone is not enough: glibc then trims the heap's top
-    whenever more than 128 KiB is free there, so the next step faults the same pages in again (measured, 8640
-    atoms on 2 threads: 8.5 s of system time in 5 steps and 3,700 atom-steps/s; with the trim threshold raised,
-    0.04 s and 6,000–6,800, as fast per atom as 1080 atoms). Process-wide and harmless for correctness; returns
-    False (and changes nothing) where there is no glibc.
+    slower per atom than 135 atoms). The mmap threshold alone is not enough: when the free top of the heap
+    exceeds the trim threshold, glibc gives back all of it (not just the excess), so the next step faults the
+    same pages in again. A finite threshold only moves the problem: with 1 GiB, an 8640-atom run started after a
+    1080-atom run in the same process (a benchmark, a study's scan) faulted ~490,000 pages (~1.9 GiB) and spent
+    1.2–1.8 s in the kernel every step (343–388 µs per atom-step); with trimming off, 0 faults and 218–279 µs
+    (tests/test_cpu_memory.py checks a 1080-then-3645-atom sequence). Process-wide and harmless for correctness;
+    returns False (and changes nothing) where there is no glibc.
     """
     import ctypes
     import sys
@@ -174,4 +178,5 @@ def keep_large_allocations_on_the_heap(threshold_bytes: int = 1 << 30) -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return all(bool(mallopt(param, int(threshold_bytes))) for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD))
+    # mallopt takes a C int; glibc stores the trim threshold as size_t, so -1 means "never trim".
+    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold_bytes))) and bool(mallopt(M_TRIM_THRESHOLD, NEVER))
