@@ -59,7 +59,7 @@ class MDConfig:
     trajectory_every: int = 100
     restart_every: int = 500
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    cpu_heap_allocations: bool = True  # CPU: keep big buffers on glibc's heap (no per-step mmap page faults)
+    cpu_heap_allocations: bool = True  # CPU: big buffers stay on glibc's heap, never trimmed (no per-step page faults)
     dtype: str = "float64"
     compile: bool = False  # torch.compile the models (ferronn.models.compile): minutes of compiling, then faster on GPUs
     compile_backend: str = "inductor"  # inductor | aot_eager (no code generation: for checking) | cudagraphs

@@ -41,7 +41,10 @@ def compiled(model, backend: str = "inductor", mode=None):
         # out-of-bounds atomic adds with > 1 thread). Generated loops therefore run on one thread, the path
         # without atomics; matrix products still use torch's threads. Process-wide, as inductor's config is.
         # Since: 300 calls on changing shapes under glibc's malloc checker (benchmarks/compile_check.py --soak)
-        # and the 1100-step compiled run that had aborted at step ~500 ran clean.
+        # and the 1100-step compiled run that had aborted at step ~500 ran clean. Rechecked (2 threads, energy
+        # model, the one-structure sum written as a matmul to get past #160391): "free(): invalid next size" on
+        # the first call; with torch's deterministic mode instead (aten scatters, no atomics) the generated
+        # backward runs 2.6× slower than eager at 1080 atoms. One thread stays.
         torch._inductor.config.cpp.threads = 1
     copy.forward = torch.compile(copy.forward, dynamic=True, backend=backend, mode=mode)
     copy.compiled_with = backend
