@@ -21,7 +21,7 @@ from .. import keys as K
 from ..errors import ConfigError
 from .autograd import cartesian_shifts
 from .energy import _import_mace, default_dtype
-from .messages import gather_with_index_select
+from .messages import fast_messages
 
 
 @dataclasses.dataclass
@@ -91,7 +91,7 @@ class BornModel(torch.nn.Module):
                         edge_attrs_irreps=sh_irreps, edge_feats_irreps=edge_feats_irreps,
                         target_irreps=interaction_irreps, hidden_irreps=hidden,
                         avg_num_neighbors=float(avg_num_neighbors), radial_MLP=list(config.radial_MLP))
-            self.interactions.append(gather_with_index_select(inter))
+            self.interactions.append(fast_messages(inter))
             self.products.append(modules.EquivariantProductBasisBlock(
                 node_feats_irreps=inter.target_irreps, target_irreps=hidden, correlation=config.correlation,
                 num_elements=n_el, use_sc=not first or "Residual" in config.interaction_first,

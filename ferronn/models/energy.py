@@ -16,7 +16,7 @@ import torch
 
 from .. import keys as K
 from .autograd import SHIFTS, energy_forces_stress, in_dtype
-from .messages import gather_with_index_select
+from .messages import fast_messages
 
 
 @dataclasses.dataclass
@@ -95,7 +95,7 @@ class EnergyModel(torch.nn.Module):
             atomic_inter_shift=float(energy_shift),
             use_reduced_cg=config.use_reduced_cg,
         )
-        gather_with_index_select(self.mace)
+        fast_messages(self.mace)
 
     @property
     def dtype(self) -> torch.dtype:
