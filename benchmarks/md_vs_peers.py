@@ -5,7 +5,9 @@
 
 Structures: the 135-atom BaTiO3 cell of ../shared (allegro-pol frame 0) repeated n×n×n (135, 1080, 8640 atoms).
 Peers: ASE's VelocityVerlet with mace-torch's MACECalculator (the energy model's own mace module) and TorchSim
-(torch-sim-atomistic 0.3.0, `ts.nve` with its MaceModel). Every contender computes energy, forces and stress,
+(torch-sim-atomistic 0.3.0, `ts.nve` with its MaceModel), both handed the weights in mace's own code as it ships
+(``ferronn.models.messages.stock_copy``: without ferronn's faster message gather and tensor-product slicing,
+which a plain deep copy would carry along). Every contender computes energy, forces and stress,
 and all run in one process, so the CPU allocator setting the engine makes (``cpu_heap_allocations``) applies
 to the peers too.
 Figures (medians of --repeats interleaved rounds):
@@ -32,7 +34,6 @@ The last line is one JSON object with these keys and the raw atom-steps/s.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -70,6 +71,7 @@ def main():
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
     from ferronn.models.checkpoint import load
+    from ferronn.models.messages import stock_copy
     from ferronn.units import ASE_TIME_UNIT_FS
 
     device, dtype = torch.device(args.device), torch.float32
@@ -101,7 +103,7 @@ def main():
         import torch_sim as ts
         from torch_sim.models.mace import MaceModel
 
-        model = MaceModel(copy.deepcopy(eager_energy.mace), device=device, dtype=dtype, compute_stress=True)
+        model = MaceModel(stock_copy(eager_energy.mace), device=device, dtype=dtype, compute_stress=True)
         state = ts.initialize_state(atoms, device=device, dtype=dtype)
         kT = torch.tensor(300.0 * ts.units.MetalUnits.temperature, device=device, dtype=dtype)
         dt = torch.tensor(1.0 / ASE_TIME_UNIT_FS, device=device, dtype=dtype)  # TorchSim's metal time = ASE's
@@ -113,7 +115,7 @@ def main():
                 holder[0] = update(holder[0], dt=dt)
         return run
 
-    mace_calc = MACECalculator(models=copy.deepcopy(eager_energy.mace), device=str(device), default_dtype="float32")
+    mace_calc = MACECalculator(models=stock_copy(eager_energy.mace), device=str(device), default_dtype="float32")
 
     # 1. One 1080-atom cell: ferronn vs ASE+MACECalculator vs TorchSim; ferronn with a field and Born charges.
     plain_sim, plain = ferronn_md(big, [[0.0, 0.0, 0.0]], False)

@@ -48,9 +48,9 @@ def fast_messages(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def split_tensor_product_slices(tp) -> int:
+def split_tensor_product_slices(tp, split: bool = True) -> int:
     """Regenerate ``tp``'s (an e3nn ``TensorProduct``) main code with its column slices taken by one split per
-    sliced tensor; returns how many tensors were rewritten (0 leaves ``tp`` as it was)."""
+    sliced tensor (``split=False``: e3nn's code as generated); returns how many tensors were rewritten."""
     import e3nn
     from e3nn.o3._tensor_product._codegen import codegen_tensor_product_left_right  # e3nn 0.4.4 (mace's pin)
     from opt_einsum_fx import jitable
@@ -67,12 +67,29 @@ def split_tensor_product_slices(tp) -> int:
             tp._specialized_code, tp._optimize_einsums)
     finally:
         torch.set_default_dtype(previous)
-    rewritten = _split_column_slices(graph_module)
-    if rewritten:
+    rewritten = _split_column_slices(graph_module) if split else 0
+    if rewritten or not split:
         if e3nn.get_optimization_defaults()["jit_script_fx"]:
             graph_module = torch.jit.script(jitable(graph_module))
         tp._compiled_main_left_right = graph_module.to(device)  # same name: e3nn's pickling and deepcopy keep it
     return rewritten
+
+
+def stock_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` with mace's and e3nn's own message code back in place of ``fast_messages``'s:
+    what a peer that runs mace as it ships (ASE's MACECalculator, TorchSim) gets in a comparison."""
+    import copy
+
+    from mace.modules.blocks import InteractionBlock
+
+    out = copy.deepcopy(module)
+    for block in out.modules():
+        if isinstance(block, InteractionBlock) and getattr(block, "conv_fusion", None) == "index_select":
+            del block.conv_fusion
+            tp = block.conv_tp
+            del tp.forward, tp.unfused_forward  # the class's own forward again
+            split_tensor_product_slices(tp, split=False)
+    return out
 
 
 def _split_column_slices(graph_module: torch.fx.GraphModule) -> int:
