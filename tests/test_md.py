@@ -139,6 +139,38 @@ def test_batched_replicas_equal_separate_runs(qe_frames, mace_models):
         torch.testing.assert_close(together.dipole[b], s.dipole[0], atol=1e-10, rtol=0)
 
 
+def test_born_every_k_uses_the_same_stale_born_charges_in_forces_and_dipole(qe_frames, mace_models, rng):
+    """born_every: 3 refreshes Z* at steps 0, 3, 6 only; in between the last Z* enters both F = F0 + Z*ᵀE and the
+    trapezoid ΔM = ½(Z*(t) + Z*(t+dt))·Δr (../shared/CONVENTIONS.md), so the model is called a third as often."""
+    from ferronn.field import dipole_increment
+
+    energy, born = mace_models
+    atoms = _atoms(qe_frames[0]).repeat((2, 1, 1))
+    atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+    field = torch.tensor([0.05, -0.02, 0.03], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    state = initial_state([atoms], [600.0], [field.tolist()], [0.0], SpeciesTable(energy.atomic_numbers),
+                          torch.float64, "cpu", gen)
+    stale, plain = ModelForces(energy, born, born_every=3), ModelForces(energy)
+    fresh = ModelForces(energy, born)  # Z* at the current positions, for reference
+    states = [stale(state)]
+    for _ in range(7):
+        states.append(integrators.velocity_verlet(states[-1], stale, 1.0))
+    for t, s in enumerate(states):
+        refreshed = states[3 * (t // 3)]
+        torch.testing.assert_close(s.born, fresh(refreshed).born, atol=1e-12, rtol=0)
+        f0 = plain(s.replace(born=None)).forces
+        torch.testing.assert_close(s.forces, f0 + torch.einsum("a,nab->nb", field, s.born), atol=1e-12, rtol=0)
+        if t:
+            prev = states[t - 1]
+            step = dipole_increment(prev.born, s.born, s.positions - prev.positions, s.batch, 1)
+            torch.testing.assert_close(s.dipole, prev.dipole + step, atol=1e-12, rtol=0)
+    assert torch.equal(states[1].born, states[2].born), "Z* refreshed between the k-step refreshes"
+    change = (states[3].born - states[2].born).abs().max()
+    assert float(change) > 1e-4, "Z* did not change over three steps: the staleness check is vacuous"
+    assert float((fresh(states[2]).born - states[2].born).abs().max()) > 1e-4
+
+
 def test_verlet_skin_gives_the_same_trajectory_as_rebuilding_every_step(qe_frames, mace_models, tmp_path):
     atoms = _atoms(qe_frames[4])
     results = {}

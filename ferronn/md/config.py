@@ -51,7 +51,10 @@ class MDConfig:
     bulk_modulus_gpa: float = 150.0  # sets the barostat compressibility β_T = 1/B
     skin: float = 0.5  # Å, Verlet skin of the neighbour lists
     neighbour_check_every: int = 1  # steps between neighbour-list checks (each check reads one flag to the host)
-    born_every: int = 1  # steps between Z* evaluations (the same Z* is used in forces and ΔM)
+    # Steps between Z* evaluations (the same stale Z* in forces and ΔM). k > 1 makes M drift: on BaTiO3 at 300 K,
+    # dt 2 fs, k = 2 gives ~1 e·Å/ps and shifts Var(M) by 25% in 1 ps for a 1.09x faster step
+    # (benchmarks/born_every.py); keep 1 wherever M, P or ε matter.
+    born_every: int = 1
     guard_every: int = 10  # steps between checks for NaN/inf and atoms closer than min_distance (0: never)
     min_distance: float = 0.5  # Å
     sample_every: int = 1  # steps between samples of the averages and ε
