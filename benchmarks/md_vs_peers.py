@@ -1,6 +1,6 @@
 """ferronn's MD engine against its peers, same MACE weights, float32, NVE at dt = 1 fs, all in one run.
 
-    python benchmarks/md_vs_peers.py [--device cpu] [--steps 10] [--repeats 3] [--sizes 1 2 4] [--compile]
+    python benchmarks/md_vs_peers.py [--device cpu] [--steps 10] [--repeats 3] [--sizes 1 2 4] [--compile] [--threads N]
                                      [--checkpoints checkpoints/batio3-allegro-pol]
 
 Structures: the 135-atom BaTiO3 cell of ../shared (allegro-pol frame 0) repeated n×n×n (135, 1080, 8640 atoms).
@@ -16,6 +16,9 @@ Figures (medians of --repeats interleaved rounds):
 - batched_vs_ase: six 135-atom replicas at ±E along x, y, z (field MD with the Born model) in one ferronn batch
   ÷ the same six run one after another by ASE with ferronn's FerroCalculator (MACECalculator has no field) on the
   same (eager) models a user hands it.
+- batched_vs_ferronn_sequential: the same batch ÷ the six run one after another by ferronn's own engine, what
+  batching alone gains (the rest of batched_vs_ase is ASE's and the calculator's per-call cost). On a CPU this
+  comes from threads only: 135 atoms keep two cores less busy than 810 do (``--threads 1``: about 1.0).
 - field_overhead: ferronn field-MD step (energy forward+backward + Born forward + field terms) ÷ plain step,
   1080 atoms.
 - loop_overhead: fraction of a ferronn field-MD step spent outside the two model calls (1080 atoms; timers
@@ -60,7 +63,10 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4], help="n of the n×n×n repeats")
     p.add_argument("--batched-replicas", type=int, default=6, help="the ±E x,y,z replicas (6) or a multiple")
     p.add_argument("--compile", action="store_true", help="ferronn's models torch.compile'd (inductor)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for every contender (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
     import ase.io
@@ -144,7 +150,9 @@ def main():
                    for f in fields]
         return lambda: [r() for r in singles]
 
-    batch_contenders = {"ferronn_batched": batched, "ase_sequential": ase_sequential(eager_energy, eager_born)}
+    singles = [ferronn_md(base, [f], True)[1] for f in fields]
+    batch_contenders = {"ferronn_batched": batched, "ase_sequential": ase_sequential(eager_energy, eager_born),
+                        "ferronn_sequential": lambda: [r() for r in singles]}
     if args.compile:  # ASE handed ferronn's compiled models too: what batching alone gains
         batch_contenders["ase_sequential_compiled"] = ase_sequential(energy, born)
     tb = interleaved_medians(batch_contenders, args.repeats, device)
@@ -163,6 +171,8 @@ def main():
         "repeats": args.repeats, "checkpoints": os.path.relpath(args.checkpoints, ROOT),
         "vs_ase": t["ase"] / t["ferronn"], "vs_torchsim": t["torchsim"] / t["ferronn"],
         "batched_vs_ase": tb["ase_sequential"] / tb["ferronn_batched"],
+        "batched_vs_ferronn_sequential": tb["ferronn_sequential"] / tb["ferronn_batched"],
+        "threads": torch.get_num_threads(),
         "field_overhead": t["ferronn_field"] / t["ferronn"],
         "loop_overhead": 1.0 - in_models,
         "per_atom_step_spread": max(per_atom.values()) / min(per_atom.values()),
@@ -181,7 +191,8 @@ def main():
         result["vs_ase_eager"] = t["ase"] / t["ferronn_eager"]
         result["vs_torchsim_eager"] = t["torchsim"] / t["ferronn_eager"]
         result["atom_steps_per_s"]["ferronn_eager_1080"] = rate(t["ferronn_eager"], n_big)
-    for key in ("vs_ase", "vs_torchsim", "batched_vs_ase", "field_overhead", "loop_overhead", "per_atom_step_spread"):
+    for key in ("vs_ase", "vs_torchsim", "batched_vs_ase", "batched_vs_ferronn_sequential", "field_overhead",
+                "loop_overhead", "per_atom_step_spread"):
         print(f"{key:>22}: {result[key]:.3f}")
     for key, value in result["atom_steps_per_s"].items():
         print(f"{key:>22}: {value:10.1f} atom-steps/s")
