@@ -17,8 +17,8 @@ Figures (medians of --repeats interleaved rounds):
   ÷ the same six run one after another by ASE with ferronn's FerroCalculator (MACECalculator has no field) on the
   same (eager) models a user hands it.
 - batched_vs_ferronn_sequential: the same batch ÷ the six run one after another by ferronn's own engine, what
-  batching alone gains (the rest of batched_vs_ase is ASE's and the calculator's per-call cost). On a CPU this
-  comes from threads only: 135 atoms keep two cores less busy than 810 do (``--threads 1``: about 1.0).
+  batching alone gains (the rest of batched_vs_ase is ASE's and the calculator's per-call cost). On a CPU most of
+  it comes from threads: 135 atoms keep two cores less busy than 810 do (``--threads 1``: about 1.06).
 - field_overhead: ferronn field-MD step (energy forward+backward + Born forward + field terms) ÷ plain step,
   1080 atoms.
 - loop_overhead: fraction of a ferronn field-MD step spent outside the two model calls (1080 atoms; timers

@@ -153,9 +153,13 @@ def test_born_every_k_uses_the_same_stale_born_charges_in_forces_and_dipole(qe_f
                           torch.float64, "cpu", gen)
     stale, plain = ModelForces(energy, born, born_every=3), ModelForces(energy)
     fresh = ModelForces(energy, born)  # Z* at the current positions, for reference
+    calls = []
+    hook = born.register_forward_pre_hook(lambda module, inputs: calls.append(1))
     states = [stale(state)]
     for _ in range(7):
         states.append(integrators.velocity_verlet(states[-1], stale, 1.0))
+    hook.remove()
+    assert len(calls) == 3, f"the Born model ran {len(calls)} times over 8 force calls, expected 3 (steps 0, 3, 6)"
     for t, s in enumerate(states):
         refreshed = states[3 * (t // 3)]
         torch.testing.assert_close(s.born, fresh(refreshed).born, atol=1e-12, rtol=0)
