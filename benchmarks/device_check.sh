@@ -10,7 +10,8 @@
 #
 # `run` installs the wheels into /tmp/site, then: CUDA against the CPU (benchmarks/cuda_vs_cpu.py: calculator
 # and field MD, float64), and md_vs_peers on CUDA with eight batched replicas (goals there: >= 3x ASE for one
-# 1080-atom cell, >= 10x for eight 135-atom replicas). Logs and JSON go to $OUT (the tool brings them back).
+# 1080-atom cell, >= 10x for eight 135-atom replicas), then the CPU benchmark on the node's 16 cores (batching's
+# CPU gain with more than two cores). Logs and JSON go to $OUT (the tool brings them back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,9 +39,12 @@ run)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
   python3 -c "import torch, mace, e3nn, vesin_torch, torch_sim; print('torch', torch.__version__, 'e3nn', e3nn.__version__)"
   status=0
-  timeout 150 python3 benchmarks/cuda_vs_cpu.py 2>&1 | tee "$out/cuda_vs_cpu.log" || status=1
-  timeout 360 python3 benchmarks/md_vs_peers.py --device cuda --steps 20 --repeats 3 --batched-replicas 8 \
+  timeout 120 python3 benchmarks/cuda_vs_cpu.py 2>&1 | tee "$out/cuda_vs_cpu.log" || status=1
+  timeout 240 python3 benchmarks/md_vs_peers.py --device cuda --steps 20 --repeats 3 --batched-replicas 8 \
     2>&1 | tee "$out/md_vs_peers_cuda.log" || status=1
+  # The node's 16 CPU cores: does batching gain more on a CPU with more cores than CI's two? (last, optional)
+  timeout 150 python3 benchmarks/md_vs_peers.py --device cpu --steps 5 --repeats 3 --sizes 1 2 \
+    2>&1 | tee "$out/md_vs_peers_cpu16.log" || true
   exit "$status"
   ;;
 *)

@@ -178,15 +178,15 @@ def main():
         "per_atom_step_spread": max(per_atom.values()) / min(per_atom.values()),
         "atom_steps_per_s": {"ferronn_1080": rate(t["ferronn"], n_big), "ferronn_field_1080": rate(t["ferronn_field"], n_big),
                              "ase_mace_1080": rate(t["ase"], n_big), "torchsim_1080": rate(t["torchsim"], n_big),
-                             "ferronn_batched_6x135": rate(tb["ferronn_batched"], len(base) * len(fields)),
-                             "ase_sequential_6x135": rate(tb["ase_sequential"], len(base) * len(fields)),
+                             f"ferronn_batched_{len(fields)}x135": rate(tb["ferronn_batched"], len(base) * len(fields)),
+                             f"ase_sequential_{len(fields)}x135": rate(tb["ase_sequential"], len(base) * len(fields)),
                              **{f"ferronn_sizes_{n}": 1.0 / s for n, s in per_atom.items()}},
         "steps_per_s_135": 1.0 / (per_atom.get(len(base), float("nan")) * len(base)),
         "neighbour_rebuilds_1080": plain_sim.forces.rebuilds,
     }
     if args.compile:
         result["batched_vs_ase_compiled_calculator"] = tb["ase_sequential_compiled"] / tb["ferronn_batched"]
-        result["atom_steps_per_s"]["ase_sequential_compiled_6x135"] = rate(tb["ase_sequential_compiled"],
+        result["atom_steps_per_s"][f"ase_sequential_compiled_{len(fields)}x135"] = rate(tb["ase_sequential_compiled"],
                                                                           len(base) * len(fields))
         result["vs_ase_eager"] = t["ase"] / t["ferronn_eager"]
         result["vs_torchsim_eager"] = t["torchsim"] / t["ferronn_eager"]
