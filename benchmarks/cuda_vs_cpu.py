@@ -56,9 +56,9 @@ def main():
     calc_error = {k: float(np.abs(results[args.device][k] - v).max() / max(np.abs(v).max(), 1e-30))
                   for k, v in results["cpu"].items()}
 
-    models = [load(energy), load(born)]
     sims = []
     for device in ("cpu", args.device):
+        models = [load(energy), load(born)]  # one pair per device: Simulation moves the modules it is given
         cfg = MDConfig(ensemble="nve", steps=0, equilibration_steps=0, log_every=10 ** 9, trajectory_every=0,
                        restart_every=0, device=device, dtype="float64", fields=[[0, 0, 0.005], [0, 0, -0.005]],
                        temperatures=[300.0], dt_fs=1.0, seed=0)
