@@ -124,9 +124,10 @@ def main():
     speed = {}
     if args.speed_steps:
         runs = {}
+        inputs = load_inputs(load_md_config(args.recipe, quiet))  # one load: every k runs in the same dtype
         for k in [1] + list(args.k):
             kcfg = load_md_config(args.recipe, {**quiet, "born_every": k})
-            ksim = Simulation(kcfg, *load_inputs(kcfg), out=out)
+            ksim = Simulation(kcfg, *inputs, out=out)
             runs[k] = (lambda ksim=ksim: ksim.run(args.speed_steps, progress=False))
         t = interleaved_medians(runs, args.repeats, args.device)
         speed = {k: {"ms_per_step": 1e3 * v / args.speed_steps, "speedup": t[1] / v} for k, v in t.items()}
