@@ -42,6 +42,7 @@ class LossConfig:
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 150
+    max_minutes: Optional[float] = None  # wall-clock bound on the fit (Lightning max_time); the best epoch so far is exported
     lr: float = 0.01
     born_lr: Optional[float] = None  # learning rate of the Born model (default: lr); it tolerates a higher one
     weight_decay: float = 5e-7

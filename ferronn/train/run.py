@@ -194,6 +194,7 @@ def fit(config: RunConfig, resume: bool = False):
         strategy, devices = "auto", [device.index or 0] if device.type == "cuda" else 1
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        max_time=None if cfg.max_minutes is None else {"minutes": cfg.max_minutes},
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=devices,
         num_nodes=cfg.num_nodes,
