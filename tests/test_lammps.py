@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
 
     module = torch.jit.load(models["energy"])
     edges, _ = neighbour_list(positions.detach(), torch.zeros(3, 3, dtype=torch.float64), [False] * 3, 5.0)
-    node_energy = module(positions, species, edges)
+    node_energy = module(positions, species, edges, torch.zeros(edges.shape[1], 3, dtype=torch.float64))
     local = node_energy[:n].sum()
     forces = -torch.autograd.grad(local, positions)[0]
     folded = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, owner, forces)  # reverse communication
@@ -94,15 +95,43 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
     edges_b, _ = neighbour_list(positions.detach(), torch.zeros(3, 3, dtype=torch.float64), [False] * 3,
                                 born_model.r_max)
     with torch.no_grad():
-        raw = born(positions.detach(), species, edges_b)[:n]
+        raw = born(positions.detach(), species, edges_b, torch.zeros(edges_b.shape[1], 3, dtype=torch.float64))[:n]
     assert float((raw - raw.mean(0) - born_reference).abs().max()) < 1e-9  # the sum rule, applied globally
     assert float(raw.sum(0).abs().max()) > 1e-3  # the file really hands the rule to the plugin
 
 
+def test_model_files_on_the_periodic_graph_give_forces_and_virial(models):
+    """One rank of a periodic box: local atoms only, ghosts as edge shifts; virial Σ r⊗F − Σ s⊗∂U/∂s."""
+    import ase.io
+
+    from ferronn.data.graph import SpeciesTable
+    from ferronn.data.verlet import atoms_batch
+    from ferronn.models.checkpoint import load
+    from ferronn.models.lammps import graph_inputs
+
+    atoms = ase.io.read(require_shared(), 0)
+    energy_model = load(ENERGY_CKPT).eval()
+    batch = atoms_batch([atoms], SpeciesTable(energy_model.atomic_numbers), 5.0, torch.float64, torch.device("cpu"))
+    reference = energy_model(batch, compute_forces=True, compute_stress=True)
+    positions, species, edges, shifts = graph_inputs(energy_model, atoms, torch.float64)
+    positions.requires_grad_(True), shifts.requires_grad_(True)
+    energy = torch.jit.load(models["energy"])(positions, species, edges, shifts).sum()
+    grad_r, grad_s = torch.autograd.grad(energy, (positions, shifts))
+    assert abs(float(energy.detach()) - float(reference["energy"][0])) < 1e-9
+    assert float((-grad_r - reference["forces"]).abs().max()) < 1e-10
+    virial = positions.detach().T @ -grad_r - shifts.detach().T @ grad_s  # W = -Ω σ (ASE sign)
+    stress = -virial / atoms.get_volume()
+    assert float((stress - reference["stress"][0]).abs().max()) < 1e-10
+    assert float(reference["stress"][0].abs().max()) > 1e-3
+
+
 # ---- slow: lmp against the engine ------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
-def engine_run(supercell: int, steps: int, kind: str, folder: str):
-    """(start, end) of ferronn.md's NVE run with the shipped models: positions, velocities, M, U0, K, H, P."""
+def engine_run(supercell: int, steps: int, kind: str):
+    """(start, end) of ferronn.md's NVE run with the shipped models: positions, velocities, M, U0, K, H, P
+    (once per session for each cell, length and field)."""
+    import tempfile
+
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
     from ferronn.md.state import kinetic_energy, pressure_tensor
@@ -111,12 +140,13 @@ def engine_run(supercell: int, steps: int, kind: str, folder: str):
                    temperatures=[300.0], fields=[[0.0, 0.0, FIELD]], field_kind=kind,
                    field_period_fs=PERIOD_FS if kind == "sine" else 0.0, supercell=[supercell] * 3, steps=steps,
                    equilibration_steps=0, log_every=10 ** 6, trajectory_every=0, restart_every=0, guard_every=0,
-                   device="cpu", dtype="float64", seed=1, out=os.path.join(folder, "engine"))
+                   device="cpu", dtype="float64", seed=1, out=tempfile.mkdtemp(prefix="ferronn_engine_"))
     sim = Simulation.from_config(cfg)
     s = sim.state
     start = {"positions": s.positions.numpy().copy(), "cell": s.cell[0].numpy(),
              "numbers": s.atomic_numbers.numpy(), "velocities": (s.momenta / s.masses[:, None]).numpy()}
     sim.run(steps, progress=False)
+    shutil.rmtree(cfg.out, ignore_errors=True)
     s = sim.state
     end = {"positions": s.positions.numpy(), "dipole": s.dipole[0].numpy(), "u": float(s.energy[0]),
            "k": float(kinetic_energy(s)[0]), "h": float(sim.enthalpy()[0]),
@@ -158,7 +188,7 @@ def assert_matches(result, positions, end, atoms):
 @pytest.mark.parametrize("kind,ranks", [("constant", 1), ("sine", 2), ("variable", 1)])
 def test_nve_with_field_matches_engine(models, tmp_path, kind, ranks):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant" if kind == "constant" else "sine", str(tmp_path))
+    start, end = engine_run(1, 20, "constant" if kind == "constant" else "sine")
     result, positions, _ = lammps_run(str(tmp_path / "lmp"), start, models, 20, kind, ranks)
     assert_matches(result, positions, end, len(positions))
     expected = FIELD if kind == "constant" else FIELD * np.sin(2 * np.pi * 20 / PERIOD_FS + 0.0)
@@ -168,7 +198,7 @@ def test_nve_with_field_matches_engine(models, tmp_path, kind, ranks):
 @pytest.mark.slow
 def test_restart_in_the_middle_continues_the_run(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant", str(tmp_path))
+    start, end = engine_run(1, 20, "constant")
     folder = str(tmp_path / "lmp")
     first, _, _ = lammps_run(folder, start, models, 10, restart_out="half.restart", ranks=2, name="first")
     second, positions, _ = lammps_run(folder, start, models, 10, restart_in="half.restart", name="second")
@@ -179,14 +209,14 @@ def test_restart_in_the_middle_continues_the_run(models, tmp_path):
 @pytest.mark.slow
 def test_a_rank_that_owns_no_atoms(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant", str(tmp_path))
+    start, end = engine_run(1, 20, "constant")
     # Put the box's lower z face inside the widest gap between atomic layers, then give rank 0 a slab of it.
     z = np.sort(np.mod(start["positions"][:, 2], start["cell"][2, 2]))
     gaps = np.diff(np.concatenate([z, [z[0] + start["cell"][2, 2]]]))
     widest = int(np.argmax(gaps))
     assert gaps[widest] > 0.8
-    origin = (0.0, 0.0, float(z[widest] + 0.1))
-    slab = 0.3 / start["cell"][2, 2]
+    origin = (0.0, 0.0, float(z[widest] + gaps[widest] / 2 - 0.15))  # the slab sits mid-gap
+    slab = float(0.3 / start["cell"][2, 2])
     result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, 20, ranks=2, origin=origin,
                                         pre="processors 1 1 2", extra=f"balance 1.0 z {slab!r}")
     # One rank holds all 135 atoms after the balance (LAMMPS: "initial/final maximal load/proc = 68 135").
@@ -197,7 +227,7 @@ def test_a_rank_that_owns_no_atoms(models, tmp_path):
 @pytest.mark.slow
 def test_float32_energy_model_agrees_with_float64(models, tmp_path):
     require_shared(), require_plugin()
-    start, _ = engine_run(1, 20, "constant", str(tmp_path))
+    start, _ = engine_run(1, 20, "constant")
     r64, x64, _ = lammps_run(str(tmp_path / "f64"), start, models, 5)
     r32, x32, _ = lammps_run(str(tmp_path / "f32"), start, models, 5, energy="energy32")
     n = len(x64)
@@ -209,7 +239,7 @@ def test_float32_energy_model_agrees_with_float64(models, tmp_path):
 @pytest.mark.slow
 def test_1080_atoms_50_steps_on_1_and_2_ranks_match_engine(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(2, 50, "constant", str(tmp_path))
+    start, end = engine_run(2, 50, "constant")
     for ranks in (1, 2):
         result, positions, _ = lammps_run(str(tmp_path / f"np{ranks}"), start, models, 50, ranks=ranks)
         assert len(positions) == 1080

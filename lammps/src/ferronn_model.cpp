@@ -5,6 +5,7 @@
 #include "lmptype.h"
 #include "neigh_list.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -149,11 +150,43 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, d
   g.edge_index.reserve(2 * senders.size());
   g.edge_index.insert(g.edge_index.end(), senders.begin(), senders.end());
   g.edge_index.insert(g.edge_index.end(), receivers.begin(), receivers.end());
+  g.shifts.assign(3 * senders.size(), 0.0);
+}
+
+void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
+                          double r_max, Graph &g, std::vector<int> &owner_of_tag)
+{
+  const double cutsq = r_max * r_max;
+  LAMMPS_NS::tagint max_tag = 0;
+  for (int i = 0; i < nlocal; i++) max_tag = std::max(max_tag, tag[i]);
+  owner_of_tag.assign(max_tag + 1, -1);
+  for (int i = 0; i < nlocal; i++) owner_of_tag[tag[i]] = i;
+  g.atoms.resize(nlocal);
+  for (int i = 0; i < nlocal; i++) g.atoms[i] = i;
+  g.nlocal = nlocal;
+  std::vector<int64_t> senders, receivers;
+  g.shifts.clear();
+  for (int i = 0; i < nlocal; i++) {
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      int j = jlist[jj] & NEIGHMASK;
+      double d[3] = {x[i][0] - x[j][0], x[i][1] - x[j][1], x[i][2] - x[j][2]};
+      if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= cutsq) continue;
+      int o = j < nlocal ? j : owner_of_tag[tag[j]];
+      senders.push_back(o);
+      receivers.push_back(i);
+      for (int c = 0; c < 3; c++) g.shifts.push_back(x[o][c] - x[j][c]);    // x_i - x_j = x_i - x_o + shift
+    }
+  }
+  g.edge_index.clear();
+  g.edge_index.reserve(2 * senders.size());
+  g.edge_index.insert(g.edge_index.end(), senders.begin(), senders.end());
+  g.edge_index.insert(g.edge_index.end(), receivers.begin(), receivers.end());
 }
 
 std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g, double **x, const int *type,
                                              const std::vector<int64_t> &type_species, bool requires_grad,
-                                             torch::Tensor &positions)
+                                             torch::Tensor &positions, torch::Tensor &shifts)
 {
   const int64_t n = (int64_t) g.atoms.size();
   auto pos = torch::empty({n, 3}, torch::kFloat64);
@@ -168,9 +201,15 @@ std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g,
     s[k] = type_species[type[i]];
   }
   auto edges = torch::from_blob(const_cast<int64_t *>(g.edge_index.data()), {2, g.num_edges()}, torch::kInt64);
+  auto shift = torch::from_blob(const_cast<double *>(g.shifts.data()), {g.num_edges(), 3}, torch::kFloat64);
   positions = pos.to(model.device, model.dtype);
-  if (requires_grad) positions.requires_grad_(true);
-  return {positions, spec.to(model.device), edges.to(model.device)};
+  shifts = shift.to(model.device, model.dtype);
+  if (shifts.data_ptr() == shift.data_ptr()) shifts = shifts.clone();    // own the memory autograd may keep
+  if (requires_grad) {
+    positions.requires_grad_(true);
+    shifts.requires_grad_(true);
+  }
+  return {positions, spec.to(model.device), edges.to(model.device), shifts};
 }
 
 }    // namespace ferronn

@@ -2,8 +2,10 @@
 
    A model file is a TorchScript module written by `python -m ferronn.export --lammps`
    (ferronn/models/lammps.py) with an extra file `ferronn_lammps.txt` of `key value` rows.
-   Both models take (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64) of local + ghost
-   atoms at their real (image) positions, so every edge shift is zero:
+   Both models take (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å), the edge
+   vector being r_receiver - r_sender + shift. Two graphs feed them (Graph below):
+     ghost:    local + ghost atoms at their image positions, shifts zero (any number of ranks);
+     periodic: one rank, periodic box: local atoms only, each ghost folded onto its owner as a shift.
      energy -> per-atom energy (N,) eV, float64
      born   -> per-atom Z* (N,3,3) e before the acoustic sum rule (the fix subtracts the global mean). */
 
@@ -15,6 +17,8 @@
 
 #include <string>
 #include <vector>
+
+#include "lmptype.h"
 
 namespace LAMMPS_NS {
 class NeighList;
@@ -49,6 +53,7 @@ std::string map_types(const Model &model, const std::vector<std::string> &elemen
 struct Graph {
   std::vector<int> atoms;              // LAMMPS index of each node; node k = atom k for k < nlocal
   std::vector<int64_t> edge_index;     // 2*E: senders (row 0) then receivers (row 1), node indices
+  std::vector<double> shifts;          // 3*E, Å: zero in a ghost graph
   int nlocal = 0;
   int64_t num_edges() const { return (int64_t) edge_index.size() / 2; }
 };
@@ -57,10 +62,15 @@ struct Graph {
 void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, double r_max, int layers,
                  Graph &g, std::vector<int> &scratch);
 
-// Model inputs of a graph: positions (in the model's dtype, requires_grad if asked), species, edges.
+/* One rank owning a periodic box: nodes are the nlocal atoms; a neighbour j that is a ghost becomes an edge
+   from its owner o (same atom ID) with shift x_o - x_j, so the model sees exactly the periodic graph. */
+void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
+                          double r_max, Graph &g, std::vector<int> &owner_of_tag);
+
+// Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges.
 std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g, double **x, const int *type,
                                              const std::vector<int64_t> &type_species, bool requires_grad,
-                                             torch::Tensor &positions);
+                                             torch::Tensor &positions, torch::Tensor &shifts);
 
 }    // namespace ferronn
 

@@ -115,7 +115,7 @@ void FixFerronnField::init()
     born.module.to(born.device);
   }
   // The Born model's receptive field may reach farther than the energy model's ghost shell.
-  const double need = born.num_interactions * born.r_max + neighbor->skin;
+  const double need = (pair->periodic_graph ? born.r_max : born.num_interactions * born.r_max) + neighbor->skin;
   if (comm->cutghostuser < need) comm->cutghostuser = need;
   for (int k = 0; kind == VARIABLE && k < 3; k++) {
     varindex[k] = input->variable->find(varname[k].c_str());
@@ -150,15 +150,15 @@ void FixFerronnField::post_force(int /*vflag*/)
   evaluate_field();
   double **x = atom->x, **f = atom->f;
   imageint *image = atom->image;
-  const int nlocal = atom->nlocal, nall = atom->nlocal + atom->nghost;
+  const int nlocal = atom->nlocal;
 
   // Z* before the sum rule for local atoms (the graph reaches ghosts only for the receptive field).
   std::vector<double> z(9 * (size_t) nlocal);
   double sum[9] = {0}, total[9];
   if (nlocal > 0) {
-    ferronn::build_graph(pair->list, x, nlocal, nall, born.r_max, born.num_interactions, graph, scratch);
-    torch::Tensor positions;
-    auto inputs = ferronn::graph_inputs(born, graph, x, atom->type, born_species, false, positions);
+    pair->build(graph, born.r_max, born.num_interactions);    // the pair style's mode and neighbour list
+    torch::Tensor positions, shifts;
+    auto inputs = ferronn::graph_inputs(born, graph, x, atom->type, born_species, false, positions, shifts);
     torch::Tensor raw;
     try {
       torch::NoGradGuard no_grad;

@@ -65,7 +65,6 @@ class FixFerronnField : public Fix {
   class PairFerronn *pair = nullptr;
   std::vector<int64_t> born_species;    // Born-model species of each LAMMPS type
   ferronn::Graph graph;
-  std::vector<int> scratch;
   bigint vector_step = -1;
   double vector_cache[10];
 

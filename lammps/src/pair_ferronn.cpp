@@ -4,12 +4,14 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
+#include "utils.h"
 
 #include <algorithm>
 #include <cstring>
@@ -51,9 +53,12 @@ void PairFerronn::settings(int narg, char **arg)
   for (int i = 0; i < narg; i++) {
     if (strcmp(arg[i], "device") == 0 && i + 1 < narg) {
       device = arg[++i];
+    } else if (strcmp(arg[i], "graph") == 0 && i + 1 < narg &&
+               (strcmp(arg[i + 1], "auto") == 0 || strcmp(arg[i + 1], "ghost") == 0)) {
+      graph_mode = arg[++i];
     } else {
-      error->all(FLERR, "pair_style ferronn: unknown argument '{}' (usage: pair_style ferronn [device cpu|cuda])",
-                 arg[i]);
+      error->all(FLERR, "pair_style ferronn: unknown argument '{}' (usage: pair_style ferronn [device cpu|cuda] "
+                 "[graph auto|ghost])", arg[i]);
     }
   }
 }
@@ -82,9 +87,13 @@ void PairFerronn::init_style()
     error->all(FLERR, "pair_style ferronn needs units metal (eV, Angstrom, ps); got units {}", update->unit_style);
   if (atom->natoms > 0 && !atom->tag_enable) error->all(FLERR, "pair_style ferronn needs atom IDs");
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
-  // Ghosts out to layers * r_max (+ skin): every node of level <= layers-1 then has its full neighbourhood.
-  double need = std::max(model.num_interactions * model.r_max, extra_ghost_cutoff) + neighbor->skin;
+  periodic_graph = graph_mode == "auto" && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
+      domain->zperiodic;
+  // Ghost graph: ghosts out to layers * r_max (+ skin), so every node within layers-1 hops has its full
+  // neighbourhood. Periodic graph: the neighbour list's own cutoff (r_max + skin) is enough.
+  double need = (periodic_graph ? model.r_max : model.num_interactions * model.r_max) + neighbor->skin;
   if (comm->cutghostuser < need) comm->cutghostuser = need;
+  reported = 0;
 }
 
 double PairFerronn::init_one(int i, int j)
@@ -93,21 +102,31 @@ double PairFerronn::init_one(int i, int j)
   return model.r_max;
 }
 
+void PairFerronn::build(ferronn::Graph &g, double r_max, int layers)
+{
+  if (periodic_graph)
+    ferronn::build_periodic_graph(list, atom->x, atom->tag, atom->nlocal, r_max, g, owner);
+  else
+    ferronn::build_graph(list, atom->x, atom->nlocal, atom->nlocal + atom->nghost, r_max, layers, g, scratch);
+}
+
 void PairFerronn::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   double **x = atom->x, **f = atom->f;
-  const int nlocal = atom->nlocal, nall = atom->nlocal + atom->nghost;
+  const int nlocal = atom->nlocal;
   local_energy = 0.0;
   if (nlocal > 0) {    // a rank that owns no atoms has no energy and puts no force on its ghosts
-    ferronn::build_graph(list, x, nlocal, nall, model.r_max, model.num_interactions, graph, scratch);
-    torch::Tensor positions;
-    auto inputs = ferronn::graph_inputs(model, graph, x, atom->type, type_species, true, positions);
-    torch::Tensor node_energy, forces;
+    build(graph, model.r_max, model.num_interactions);
+    torch::Tensor positions, shifts;
+    auto inputs = ferronn::graph_inputs(model, graph, x, atom->type, type_species, true, positions, shifts);
+    torch::Tensor node_energy, forces, shift_grad;
     try {
       node_energy = model.module.forward(inputs).toTensor();
       auto energy = node_energy.narrow(0, 0, nlocal).sum();    // only local atoms' energies count
-      forces = -torch::autograd::grad({energy}, {positions})[0];
+      auto grads = torch::autograd::grad({energy}, {positions, shifts}, {}, false, false, true);
+      forces = -grads[0];
+      shift_grad = grads[1].defined() ? grads[1] : torch::zeros_like(shifts);
     } catch (const std::exception &e) {
       std::string what = e.what();
       error->one(FLERR, "pair_style ferronn: the energy model failed on {} atoms, {} edges: {}",
@@ -115,14 +134,15 @@ void PairFerronn::compute(int eflag, int vflag)
     }
     auto e_cpu = node_energy.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     auto f_cpu = forces.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    const double *fe = f_cpu.data_ptr<double>(), *ee = e_cpu.data_ptr<double>();
+    auto g_cpu = shift_grad.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    const double *fe = f_cpu.data_ptr<double>(), *ee = e_cpu.data_ptr<double>(), *ge = g_cpu.data_ptr<double>();
     for (size_t k = 0; k < graph.atoms.size(); k++) {
       int i = graph.atoms[k];
       f[i][0] += fe[3 * k];
       f[i][1] += fe[3 * k + 1];
       f[i][2] += fe[3 * k + 2];
     }
-    if (vflag_global) {    // W = sum_k r_k (x) F_k over local + ghost nodes: forces of an energy of relative positions
+    if (vflag_global) {    // W = sum_k r_k (x) F_k - sum_e s_e (x) dU/ds_e (the second sum is zero in a ghost graph)
       for (size_t k = 0; k < graph.atoms.size(); k++) {
         const double *r = x[graph.atoms[k]], *fk = fe + 3 * k;
         virial[0] += r[0] * fk[0];
@@ -132,8 +152,23 @@ void PairFerronn::compute(int eflag, int vflag)
         virial[4] += r[0] * fk[2];
         virial[5] += r[1] * fk[2];
       }
+      for (int64_t e = 0; periodic_graph && e < graph.num_edges(); e++) {
+        const double *sh = &graph.shifts[3 * e], *ge3 = ge + 3 * e;
+        virial[0] -= sh[0] * ge3[0];
+        virial[1] -= sh[1] * ge3[1];
+        virial[2] -= sh[2] * ge3[2];
+        virial[3] -= sh[0] * ge3[1];
+        virial[4] -= sh[0] * ge3[2];
+        virial[5] -= sh[1] * ge3[2];
+      }
     }
     for (int i = 0; i < nlocal; i++) local_energy += ee[i];
+    if (!reported && comm->me == 0) {    // the ghost shell's cost, once per run: nodes beyond nlocal are ghosts
+      utils::logmesg(lmp, "pair ferronn: {} graph on rank 0: {} nodes ({} local), {} edges; ghost cutoff {} A\n",
+                     periodic_graph ? "periodic" : "ghost", graph.atoms.size(), nlocal, graph.num_edges(),
+                     comm->cutghostuser);
+      reported = 1;
+    }
     if (eflag_atom)
       for (int i = 0; i < nlocal; i++) eatom[i] += ee[i];
   }
