@@ -4,8 +4,8 @@ Fast tier: the TorchScript model files reproduce the periodic models from an ope
 plugin's ghost-atom picture: local energies summed, ghost forces folded back onto their owners, Z* minus the
 global mean). Slow tier (subprocesses of lmp, 1 and 2 MPI ranks): float64 NVE with a constant and a sine field
 matches the engine in positions, M, U0, K, H and the pressure tensor; a restart in the middle continues the run;
-a rank that owns no atoms works; bad input gives one ERROR line. Physics on the 135-atom cell (20 steps) keeps
-CI inside its budget; the issue's 1080-atom, 50-step comparison runs too, on 1 and 2 ranks.
+a rank that owns no atoms works; bad input gives one ERROR line. Physics on the 135-atom cell (10 steps) keeps
+CI inside its budget; the issue's 1080-atom comparison runs too, on 1 and 2 ranks (STEPS_1080 below).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from ferronn import lammps as L
 ENERGY_CKPT = ROOT / "checkpoints" / "batio3-allegro-pol" / "energy.ckpt"
 BORN_CKPT = ROOT / "checkpoints" / "batio3-allegro-pol" / "born.ckpt"
 FIELD = 0.02  # V/Å along z
-PERIOD_FS = 30.0  # fs: E(20 fs) = -0.87 E0, far from a node
+PERIOD_FS = 30.0  # fs: E(10 fs) = 0.87 E0, far from a node
+STEPS = 10  # 135-atom runs (1 fs steps)
+# The issue's 1080-atom comparison runs 50 steps (passed at 50 on 1 and 2 ranks when this was written: ~16 min on
+# two loaded cores); CI runs 20 of them to stay inside its 12-minute budget. FERRONN_LAMMPS_STEPS_1080=50 for all.
+STEPS_1080 = int(os.environ.get("FERRONN_LAMMPS_STEPS_1080", "20"))
 LAMMPS_FIELDS = {"constant": f"constant 0 0 {FIELD}", "sine": f"sine 0 0 {FIELD} {PERIOD_FS / 1000}",
                  "variable": "variable v_zero v_zero v_ez"}
 # The sine as LAMMPS equal-style variables of the simulation time (ps): the engine runs the same sine.
@@ -86,7 +90,7 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
     local = node_energy[:n].sum()
     forces = -torch.autograd.grad(local, positions)[0]
     folded = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, owner, forces)  # reverse communication
-    assert abs(float(local.detach()) - float(reference["energy"][0])) / n < 1e-10
+    assert abs(float(local.detach()) - float(reference["energy"][0].detach())) / n < 1e-10
     assert float((folded - reference["forces"]).abs().max()) < 1e-9
     # Ghost forces are real: dropping them (no reverse communication) would be wrong by whole eV/Å.
     assert float((forces[:n] - reference["forces"]).abs().max()) > 1e-2
@@ -188,20 +192,21 @@ def assert_matches(result, positions, end, atoms):
 @pytest.mark.parametrize("kind,ranks", [("constant", 1), ("sine", 2), ("variable", 1)])
 def test_nve_with_field_matches_engine(models, tmp_path, kind, ranks):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant" if kind == "constant" else "sine")
-    result, positions, _ = lammps_run(str(tmp_path / "lmp"), start, models, 20, kind, ranks)
+    start, end = engine_run(1, STEPS, "constant" if kind == "constant" else "sine")
+    result, positions, _ = lammps_run(str(tmp_path / "lmp"), start, models, STEPS, kind, ranks)
     assert_matches(result, positions, end, len(positions))
-    expected = FIELD if kind == "constant" else FIELD * np.sin(2 * np.pi * 20 / PERIOD_FS + 0.0)
+    expected = FIELD if kind == "constant" else FIELD * np.sin(2 * np.pi * STEPS / PERIOD_FS)
     assert abs(result["ez"] - expected) < 1e-12
 
 
 @pytest.mark.slow
 def test_restart_in_the_middle_continues_the_run(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant")
+    start, end = engine_run(1, STEPS, "constant")
     folder = str(tmp_path / "lmp")
-    first, _, _ = lammps_run(folder, start, models, 10, restart_out="half.restart", ranks=2, name="first")
-    second, positions, _ = lammps_run(folder, start, models, 10, restart_in="half.restart", name="second")
+    half = STEPS // 2
+    first, _, _ = lammps_run(folder, start, models, half, restart_out="half.restart", ranks=2, name="first")
+    second, positions, _ = lammps_run(folder, start, models, STEPS - half, restart_in="half.restart", name="second")
     assert first["mx"] != second["mx"]  # the second half moved M on from where the file left it
     assert_matches(second, positions, end, len(positions))
 
@@ -209,7 +214,7 @@ def test_restart_in_the_middle_continues_the_run(models, tmp_path):
 @pytest.mark.slow
 def test_a_rank_that_owns_no_atoms(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(1, 20, "constant")
+    start, end = engine_run(1, STEPS, "constant")
     # Put the box's lower z face inside the widest gap between atomic layers, then give rank 0 a slab of it.
     z = np.sort(np.mod(start["positions"][:, 2], start["cell"][2, 2]))
     gaps = np.diff(np.concatenate([z, [z[0] + start["cell"][2, 2]]]))
@@ -217,7 +222,7 @@ def test_a_rank_that_owns_no_atoms(models, tmp_path):
     assert gaps[widest] > 0.8
     origin = (0.0, 0.0, float(z[widest] + gaps[widest] / 2 - 0.15))  # the slab sits mid-gap
     slab = float(0.3 / start["cell"][2, 2])
-    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, 20, ranks=2, origin=origin,
+    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, STEPS, ranks=2, origin=origin,
                                         pre="processors 1 1 2", extra=f"balance 1.0 z {slab!r}")
     # One rank holds all 135 atoms after the balance (LAMMPS: "initial/final maximal load/proc = 68 135").
     assert re.search(r"initial/final maximal load/proc = \d+ 135\b", log), log[-2000:]
@@ -227,21 +232,20 @@ def test_a_rank_that_owns_no_atoms(models, tmp_path):
 @pytest.mark.slow
 def test_float32_energy_model_agrees_with_float64(models, tmp_path):
     require_shared(), require_plugin()
-    start, _ = engine_run(1, 20, "constant")
-    r64, x64, _ = lammps_run(str(tmp_path / "f64"), start, models, 5)
-    r32, x32, _ = lammps_run(str(tmp_path / "f32"), start, models, 5, energy="energy32")
-    n = len(x64)
-    assert abs(r32["u"] - r64["u"]) / n < 1e-5 and abs(r32["h"] - r64["h"]) / n < 1e-5
-    assert np.abs(x32 - x64).max() < 1e-4
-    assert 0 < np.abs(x32 - x64).max()  # really another precision
+    start, end = engine_run(1, STEPS, "constant")
+    r32, x32, _ = lammps_run(str(tmp_path / "f32"), start, models, STEPS, energy="energy32")
+    n = len(x32)
+    assert abs(r32["u"] - end["u"]) / n < 1e-5 and abs(r32["h"] - end["h"]) / n < 1e-5  # eV/atom
+    assert np.abs(x32 - end["positions"]).max() < 1e-4  # Å
+    assert np.abs(x32 - end["positions"]).max() > 1e-10  # really another precision than the float64 engine
 
 
 @pytest.mark.slow
-def test_1080_atoms_50_steps_on_1_and_2_ranks_match_engine(models, tmp_path):
+def test_1080_atoms_on_1_and_2_ranks_match_engine(models, tmp_path):
     require_shared(), require_plugin()
-    start, end = engine_run(2, 50, "constant")
+    start, end = engine_run(2, STEPS_1080, "constant")
     for ranks in (1, 2):
-        result, positions, _ = lammps_run(str(tmp_path / f"np{ranks}"), start, models, 50, ranks=ranks)
+        result, positions, _ = lammps_run(str(tmp_path / f"np{ranks}"), start, models, STEPS_1080, ranks=ranks)
         assert len(positions) == 1080
         assert_matches(result, positions, end, 1080)
 

