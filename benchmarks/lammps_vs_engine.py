@@ -15,6 +15,7 @@ linear per-atom memory estimate. Last line: one JSON object with ``lammps1_vs_en
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -57,15 +58,18 @@ def engine_rate(supercell, steps, dtype, folder, threads):
     sim.run(1, progress=False)  # warm-up: allocator, first neighbour list
     before = sim.wall_s
     sim.run(steps, progress=False)
-    n = int(sim.state.num_atoms.sum())
-    return n * steps / (sim.wall_s - before), sim
-
-
-def lammps_rate(sim, models, steps, ranks, threads, folder):
     s = sim.state
+    start = {"positions": s.positions.numpy().copy(), "cell": s.cell[0].numpy().copy(),
+             "numbers": s.atomic_numbers.numpy().copy(), "velocities": (s.momenta / s.masses[:, None]).numpy()}
+    # The simulation holds ~1.2 MB/atom (float64, 8640 atoms: 10 GB): free it before LAMMPS runs beside it
+    # (an earlier version kept it and was OOM-killed on a 24 GB machine).
+    return len(start["positions"]) * steps / (sim.wall_s - before), start
+
+
+def lammps_rate(start, models, steps, ranks, threads, folder):
     os.makedirs(folder, exist_ok=True)
-    elements = L.write_data(os.path.join(folder, "data.lmp"), s.positions.numpy(), s.cell[0].numpy(),
-                            s.atomic_numbers.numpy(), (s.momenta / s.masses[:, None]).numpy())
+    elements = L.write_data(os.path.join(folder, "data.lmp"), start["positions"], start["cell"], start["numbers"],
+                            start["velocities"])
     script = L.input_script("data.lmp", models["energy"], elements, steps, born=models["born"],
                             field=f"constant 0 0 {FIELD}", extra="run 1")  # the extra run is the warm-up
     done = L.run_lammps(script, folder, ranks=ranks, threads=threads, timeout=3600, prefix=[sys.executable, "-c", PEAK])
@@ -99,18 +103,20 @@ def main(argv=None):
         rates = {"engine": [], "lammps1": [], "lammps2": []}
         rss = {"lammps1": [], "lammps2": []}
         for repeat in range(args.repeats):
-            rate, sim = engine_rate(supercell, args.steps, args.dtype, folder, args.threads)
+            rate, start = engine_rate(supercell, args.steps, args.dtype, folder, args.threads)
+            gc.collect()
             rates["engine"].append(rate)
+            print(f"{len(start['positions'])} atoms, repeat {repeat}: engine {rate:.1f} atom-steps/s", flush=True)
             for ranks in (1, 2):
                 key = f"lammps{ranks}"
-                rate, peak = lammps_rate(sim, models, args.steps, ranks, max(1, args.threads // ranks),
+                rate, peak = lammps_rate(start, models, args.steps, ranks, max(1, args.threads // ranks),
                                          os.path.join(folder, f"{supercell}_{ranks}_{repeat}"))
                 rates[key].append(rate)
                 if peak:
                     rss[key].append(peak)
-            print(f"{int(sim.state.num_atoms.sum())} atoms, repeat {repeat}: "
+            print(f"{len(start['positions'])} atoms, repeat {repeat}: "
                   + ", ".join(f"{k} {v[-1]:.1f} atom-steps/s" for k, v in rates.items()), flush=True)
-        atoms = int(sim.state.num_atoms.sum())
+        atoms = len(start["positions"])
         med = {k: statistics.median(v) for k, v in rates.items()}
         for k, v in med.items():
             out[f"{k}_atom_steps_per_s_{atoms}"] = round(v, 2)
