@@ -4,6 +4,10 @@ Writes ``energy.pt2`` / ``born.pt2`` (torch.export; see ferronn/models/export.py
 e3nn or ferronn's training code and load without pickle. Anything that takes a checkpoint path takes them too
 (calculator, ``energy:``/``born:`` of MD recipes, ``ferronn.load``). Each export is checked against its
 checkpoint on a batch of other sizes before it is kept.
+
+`python -m ferronn.export --lammps --checkpoint energy.ckpt born.ckpt --out-dir lmp/` writes instead
+``energy.lammps.pt`` / ``born.lammps.pt``: TorchScript modules for the LAMMPS plugin (``lammps/``, docs/lammps.md;
+why TorchScript there: ferronn/models/lammps.py), each checked against its checkpoint on a size it was not traced at.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ def parse_args(argv=None):
     parser.add_argument("--out-dir", required=True, help="folder for <kind>.pt2")
     parser.add_argument("--device", default="cpu", help="device to trace on (run the export where it will run)")
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: as saved")
+    parser.add_argument("--lammps", action="store_true",
+                        help="write <kind>.lammps.pt (TorchScript) for the LAMMPS plugin instead of <kind>.pt2")
     return parser.parse_args(argv)
 
 
@@ -31,6 +37,13 @@ def run(args) -> None:
     from .models.checkpoint import load, read
     from .models.export import _example_batch, export_checkpoint, load_exported
 
+    if args.lammps:
+        from .models.lammps import SUFFIX, export_lammps
+
+        for path in args.checkpoint:
+            out = export_lammps(path, os.path.join(args.out_dir, read(path)["kind"] + SUFFIX), dtype=args.dtype)
+            print(f"wrote {out} (TorchScript for the LAMMPS plugin, checked against {path})")
+        return
     for path in args.checkpoint:
         kind = read(path)["kind"]
         out = os.path.join(args.out_dir, f"{kind}.pt2")

@@ -112,6 +112,12 @@ class BornModel(torch.nn.Module):
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Z* (N, 3, 3) in e, ``born_charges`` key; needs no gradients (MD calls it under no_grad)."""
+        born = self.unconstrained(batch)
+        return {K.BORN_CHARGES: acoustic_sum_rule(born, batch[K.BATCH], batch[K.NUM_ATOMS])}
+
+    def unconstrained(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-atom Z* (N, 3, 3) in e before the acoustic sum rule: local in each atom's neighbourhood, so a
+        domain-decomposed engine (the LAMMPS plugin) evaluates it per rank and subtracts the global mean itself."""
         from mace.modules.utils import get_edge_vectors_and_lengths
 
         species = batch[K.SPECIES]
@@ -141,8 +147,7 @@ class BornModel(torch.nn.Module):
         irreps = torch.cat([scalar, antisym, tensor_2e], dim=-1)
         eye = torch.eye(3, dtype=dtype, device=positions.device)
         born = self.born_scale * torch.einsum("ni,ijk->njk", irreps, self.change_of_basis)
-        born = born + self.born_offsets[species][:, None, None] * eye
-        return {K.BORN_CHARGES: acoustic_sum_rule(born, batch[K.BATCH], batch[K.NUM_ATOMS])}
+        return born + self.born_offsets[species][:, None, None] * eye
 
     def hyperparameters(self) -> dict:
         return {

@@ -1,0 +1,77 @@
+/* ferronn LAMMPS plugin: model files and the domain-decomposed graph.
+
+   A model file is a TorchScript module written by `python -m ferronn.export --lammps`
+   (ferronn/models/lammps.py) with an extra file `ferronn_lammps.txt` of `key value` rows.
+   Both models take (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å), the edge
+   vector being r_receiver - r_sender + shift. Two graphs feed them (Graph below):
+     ghost:    local + ghost atoms at their image positions, shifts zero (any number of ranks);
+     periodic: one rank, periodic box: local atoms only, each ghost folded onto its owner as a shift.
+     energy -> per-atom energy (N,) eV, float64
+     born   -> per-atom Z* (N,3,3) e before the acoustic sum rule (the fix subtracts the global mean). */
+
+#ifndef FERRONN_MODEL_H
+#define FERRONN_MODEL_H
+
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+#include "lmptype.h"
+
+namespace LAMMPS_NS {
+class NeighList;
+}
+
+namespace ferronn {
+
+struct Model {
+  torch::jit::Module module;
+  std::string path, kind, dtype_name;
+  std::vector<int> atomic_numbers;    // model species s is element atomic_numbers[s]
+  double r_max = 0.0;                 // Å, the edge cutoff
+  int num_interactions = 0;           // message-passing layers: the receptive field is layers * r_max
+  torch::ScalarType dtype = torch::kFloat64;
+  torch::Device device = torch::kCPU;
+};
+
+// Loads `path` and checks it holds a model of `kind` ("energy" or "born"); returns "" or a one-line error.
+std::string load_model(const std::string &path, const std::string &kind, const std::string &device, Model &out);
+
+// Atomic number of an element symbol (0 if not an element), and the symbol of an atomic number.
+int atomic_number(const std::string &symbol);
+std::string element_symbol(int z);
+
+// Species index of every LAMMPS type (1..ntypes) from element names given per type; "" or an error line.
+std::string map_types(const Model &model, const std::vector<std::string> &elements, std::vector<int64_t> &species);
+
+/* The graph one rank feeds a model with L = num_interactions layers and cutoff r_max.
+   Nodes: local atoms (hop level 0) and ghosts reachable in <= L hops of r_max from them.
+   Edges j -> i for every receiver i of level <= L-1 and neighbour j within r_max: after L layers the
+   features of level-0 atoms are exact (those of farther nodes are not, and are not used). */
+struct Graph {
+  std::vector<int> atoms;              // LAMMPS index of each node; node k = atom k for k < nlocal
+  std::vector<int64_t> edge_index;     // 2*E: senders (row 0) then receivers (row 1), node indices
+  std::vector<double> shifts;          // 3*E, Å: zero in a ghost graph
+  int nlocal = 0;
+  int64_t num_edges() const { return (int64_t) edge_index.size() / 2; }
+};
+
+// Builds `g` from a full neighbour list that includes ghost atoms' neighbours (REQ_FULL | REQ_GHOST).
+void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, double r_max, int layers,
+                 Graph &g, std::vector<int> &scratch);
+
+/* One rank owning a periodic box: nodes are the nlocal atoms; a neighbour j that is a ghost becomes an edge
+   from its owner o (same atom ID) with shift x_o - x_j, so the model sees exactly the periodic graph. */
+void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
+                          double r_max, Graph &g, std::vector<int> &owner_of_tag);
+
+// Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges.
+std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g, double **x, const int *type,
+                                             const std::vector<int64_t> &type_species, bool requires_grad,
+                                             torch::Tensor &positions, torch::Tensor &shifts);
+
+}    // namespace ferronn
+
+#endif
