@@ -221,6 +221,9 @@ def fit(config: RunConfig, resume: bool = False):
                               f"was written by another ferronn version: {str(exc).splitlines()[0]}") from None
         raise
     fit_seconds = time.perf_counter() - start
+    timer = next((c for c in trainer.callbacks if type(c).__name__ == "Timer"), None)
+    if timer is not None:  # with max_minutes: the whole fit's training time, also across --resume
+        fit_seconds = float(timer.time_elapsed("train"))
     if trainer.global_rank != 0:  # DDP: the other processes have done their share; rank 0 exports and tests
         return {}, {}
     best = trainer.checkpoint_callback.best_model_path or last
