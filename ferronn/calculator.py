@@ -34,7 +34,7 @@ from .models import check_compatible, predict
 
 
 def _load(model, kind, device, dtype):
-    from .models.checkpoint import load
+    from .models.loading import load
 
     if isinstance(model, torch.nn.Module):
         if getattr(model, "kind", None) != kind:

@@ -42,7 +42,7 @@ def run(args) -> dict:
     from .data.graph import SpeciesTable, collate, frame_to_graph
     from .data.stats import reference_asr_residual
     from .errors import CheckpointError, ConfigError
-    from .models.checkpoint import load
+    from .models.loading import load
     from .train.metrics import evaluate, format_table
     from .config import resolve_device
 

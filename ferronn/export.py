@@ -28,7 +28,7 @@ def run(args) -> None:
     import torch
 
     from .errors import CheckpointError
-    from .models.checkpoint import load, read
+    from .models.checkpoint import load_checkpoint as load, read
     from .models.export import _example_batch, export_checkpoint, load_exported
 
     for path in args.checkpoint:

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import resource, sys, tempfile, warnings
     warnings.filterwarnings("ignore")
     import ase.io, torch
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
 

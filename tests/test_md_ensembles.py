@@ -63,7 +63,7 @@ def test_nve_drift_with_and_without_field(qe_frames):
     """dt = 1 fs, 300 K, float64, 0.6 ps: the linear drift of H = K + U0 − M·E is ≤ 1e-4 eV/atom/ps, and no larger
     under a constant field (M integrated with the trapezoid rule from the Z* used in the forces). The ≥ 10 ps run
     with the trained BaTiO3 models is benchmarks/nve_drift.py (0.6 ps here keeps CI fast)."""
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     # A trained potential (the shipped 5-atom-cell models): an untrained one has no stable minimum at 300 K.
     atoms = ase.Atoms(numbers=qe_frames[0]["atomic_numbers"], positions=qe_frames[0]["positions"],

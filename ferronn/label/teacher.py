@@ -28,7 +28,7 @@ STD_KEY = "born_charge_std"
 
 def load_teacher(paths: List[str], device="cpu", dtype=torch.float64):
     """A BornCommittee from one committee folder or from two or more born.ckpt files."""
-    from ..models.checkpoint import load
+    from ..models.loading import load
     from ..models.committee import committee_of
 
     if not paths:

@@ -84,7 +84,7 @@ def load_inputs(config: MDConfig):
     models (known elements, no overlapping atoms) with the file and frame named in any error; a list when the
     recipe's ``index`` is a list (one start per replica, cycled)."""
     from ..data.frames import read_structure
-    from ..models.checkpoint import load
+    from ..models.loading import load
 
     energy = load(config.energy, kind="energy")
     born = load(config.born, kind="born") if config.born else None

@@ -74,7 +74,7 @@ def warm_start(models: dict, folder: str) -> None:
         path = os.path.join(folder, f"{kind}.ckpt")
         if not os.path.exists(path):
             raise ConfigError(f"init_from: '{folder}' has no {kind}.ckpt to start the {kind} model from")
-        source = checkpoint.load(path, kind=kind, dtype=model.dtype)
+        source = checkpoint.load_checkpoint(path, kind=kind, dtype=model.dtype)
         if source.hyperparameters()["config"] != model.hyperparameters()["config"]:
             raise ConfigError(f"init_from: '{path}' was trained with other {kind} hyperparameters than this recipe")
         model.load_state_dict(source.state_dict())
@@ -282,7 +282,7 @@ def fit_committee(config: RunConfig, size: int, resume: bool = False):
             per_member.append(json.load(handle)["test"])
         for kind in members:
             path = os.path.join(folder, f"{kind}.ckpt")
-            members[kind].append(trained[kind] if kind in trained else checkpoint.load(path, kind=kind))
+            members[kind].append(trained[kind] if kind in trained else checkpoint.load_checkpoint(path, kind=kind))
     write_committee_file(out, {kind: [os.path.join(f"member{i}", f"{kind}.ckpt") for i in range(size)]
                                for kind in members})
     committees = {kind: committee_of(models) for kind, models in members.items()}
