@@ -22,7 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_json
 from ..errors import SimulationError
-from ..study.outputs import figure, save_figure, write_csv
+from ..outputs import figure, save_figure, write_csv
 from .config import ActiveConfig
 from .select import Candidate, select_frames
 
