@@ -144,8 +144,8 @@ def test_active_learning_loop_runs_resumes_and_reports(tmp_path):
     train_set.update({"data.batch_size": 10, "train.ema_decay": 0.0})
     settings = {"out": str(tmp_path / "al"), "seed_data": str(tmp_path / "seed.xyz"),
                 "test_data": str(tmp_path / "test.xyz"), "train_set": train_set, "committee": 2, "epochs": 1,
-                "retrain_epochs": 1, "max_rounds": 1, "dft_budget": 2, "explore.steps": 20,
-                "explore.check_every": 10, "explore.temperatures": [300.0, 900.0], "explore.device": "cpu",
+                "retrain_epochs": 1, "max_rounds": 1, "dft_budget": 2, "md.steps": 20,
+                "explore.check_every": 10, "md.temperatures": [300.0, 900.0], "md.device": "cpu",
                 "select.force_std": 1e-4, "select.born_std": 1e-4, "select.min_spacing_steps": 0,
                 "select.max_per_round": 5}
 

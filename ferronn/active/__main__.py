@@ -21,7 +21,7 @@ def parse_args(argv=None):
     parser.add_argument("--config", "-c", help="YAML active-learning recipe")
     parser.add_argument("--out", help="output folder (overrides 'out')")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any recipe key, e.g. --set dft_budget=10 --set explore.steps=1000")
+                        help="any recipe key, e.g. --set dft_budget=10 --set md.steps=1000")
     parser.add_argument("--control", action="store_true",
                         help="after a run: the same retraining rounds without the DFT frames (control/control.csv)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
