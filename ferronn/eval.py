@@ -14,8 +14,8 @@ import sys
 from .errors import cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.eval", description=__doc__)
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.eval", description=__doc__)
     parser.add_argument("--checkpoint", required=True, nargs="+",
                         help="ferronn checkpoint(s): energy.ckpt and/or born.ckpt (kinds are detected)")
     parser.add_argument("--data", required=True, help="ASE-readable labelled file")
@@ -91,8 +91,8 @@ def run(args) -> dict:
     return metrics
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ def label_with_teacher(teacher, atoms_list, key: str = "born_charge", device="cp
     return labelled
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.label.teacher", description=__doc__,
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.label.teacher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", nargs="+", required=True,
                         help="a committee folder (committee.json) or two or more born.ckpt files")
@@ -105,8 +105,8 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":
