@@ -141,7 +141,7 @@ def test_batched_replicas_equal_separate_runs(qe_frames, mace_models):
 
 def test_born_every_k_uses_the_same_stale_born_charges_in_forces_and_dipole(qe_frames, mace_models, rng):
     """born_every: 3 refreshes Z* at steps 0, 3, 6 only; in between the last Z* enters both F = F0 + Z*ᵀE and the
-    trapezoid ΔM = ½(Z*(t) + Z*(t+dt))·Δr (../shared/CONVENTIONS.md), so the model is called a third as often."""
+    trapezoid ΔM = ½(Z*(t) + Z*(t+dt))·Δr (docs/conventions.md), so the model is called a third as often."""
     from ferronn.field import dipole_increment
 
     energy, born = mace_models
