@@ -26,6 +26,7 @@ from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
 from .module import EMA, FitTask
 from .plots import born_parity_plot, parity_plot
+from .progress import EpochLines, wants_lines
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISION = {"float32": "32-true", "float64": "64-true"}
@@ -180,6 +181,8 @@ def fit(config: RunConfig, resume: bool = False):
                                  mode="min", save_top_k=1, save_last=True, enable_version_counter=False)]
     if cfg.ema_decay > 0:
         callbacks.append(EMA(cfg.ema_decay))
+    if cfg.progress_bar and wants_lines():  # a file or pipe: one line per epoch, not a redrawn bar
+        callbacks.append(EpochLines())
     if cfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     distributed = cfg.devices * cfg.num_nodes > 1
