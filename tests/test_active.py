@@ -19,10 +19,9 @@ from ferronn.active.select import Candidate, select_frames
 from ferronn.data.datamodule import default_data_path
 from ferronn.md.engine import Simulation
 from ferronn.models.committee import BornCommittee, EnergyCommittee
-from conftest import ROOT, build_model, distorted, make_batch
-from test_born_model import build_born
-from test_md import _atoms, _config
-from test_train_cli import TINY_SET
+from helpers import ROOT, TINY_SET, build_born, build_model, distorted, make_batch
+from helpers import frame_atoms as _atoms
+from helpers import md_config as _config
 
 
 @pytest.fixture(scope="module")

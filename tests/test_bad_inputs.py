@@ -17,7 +17,7 @@ from ferronn.data.frames import KeyMap, frame_from_atoms, read_frames
 from ferronn.data.graph import SpeciesTable, frame_to_graph
 from ferronn.errors import ConfigError, DataError
 from ferronn.train.config import load_recipe
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.fixture

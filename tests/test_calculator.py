@@ -14,8 +14,7 @@ from ase.optimize import BFGS
 from ferronn import FerroCalculator
 from ferronn.errors import CheckpointError, ConfigError, DataError
 from ferronn.units import ASE_TIME_UNIT_FS
-from conftest import build_model
-from test_born_model import build_born
+from helpers import build_born, build_model
 
 
 @pytest.fixture(scope="module")

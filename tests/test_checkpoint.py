@@ -15,7 +15,7 @@ import ferronn
 from ferronn import keys as K
 from ferronn.errors import CheckpointError
 from ferronn.models import checkpoint
-from conftest import ROOT, distorted, make_batch
+from helpers import ROOT, distorted, make_batch
 
 
 def test_round_trip_is_bitwise(tmp_path, model, qe_frames, species, rng):

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import ALLEGRO, ROOT, require_shared
+from helpers import ALLEGRO, ROOT, require_shared
 
 # A 1080-atom run, then a 3645-atom run in the same process (as a benchmark or a study's scan does). With a finite
 # glibc trim threshold (1 GiB before this test) the second run faulted ~175,000 pages (~0.7 GiB) in every step;

@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ferronn import keys as K
-from conftest import build_model, distorted, make_batch
+from helpers import build_model, distorted, make_batch
 
 
 def _energy(model, frame, species):

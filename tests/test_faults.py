@@ -18,7 +18,7 @@ from ferronn.data.datamodule import default_data_path
 from ferronn.md.config import MDConfig
 from ferronn.md.engine import Simulation
 from ferronn.models import checkpoint
-from conftest import ROOT
+from helpers import ROOT
 
 QE_SMALL = ROOT / "checkpoints" / "batio3-qe-small"
 

@@ -16,7 +16,7 @@ import ase.io
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from ferronn.data.datamodule import default_data_path
 from ferronn.errors import ConfigError
 from ferronn.label.config import LabelConfig, QEConfig

@@ -14,7 +14,7 @@ from ferronn.md.config import MDConfig
 from ferronn.md.engine import Simulation
 from ferronn.models.analytic import ConstantBornModel, HarmonicModel, LennardJonesModel
 from ferronn.units import ASE_TIME_UNIT_FS
-from conftest import ROOT, build_model, require_shared
+from helpers import ROOT, build_model, require_shared
 
 ARGON = dict(epsilon=0.0104, sigma=3.40, r_max=6.5)  # eV, Å: the textbook Ar parameters
 

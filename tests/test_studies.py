@@ -20,7 +20,7 @@ from ferronn.study.__main__ import main as study_main
 from ferronn.study.outputs import read_csv
 from ferronn.units import (AMU_A2_PER_FS2_IN_EV, E_PER_A2_TO_UC_PER_CM2, EPSILON0_E_PER_V_A,
                            RAD_PER_FS_PER_WAVENUMBER, atomic_masses)
-from conftest import ROOT
+from helpers import ROOT
 
 QE_SMALL = ROOT / "checkpoints" / "batio3-qe-small"
 FRAC = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])

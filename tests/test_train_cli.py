@@ -13,13 +13,7 @@ import pytest
 import torch
 
 import ferronn
-from conftest import ROOT, TINY
-
-TINY_SET = [f"model.{k}={v}" for k, v in TINY.items() if k != "radial_MLP"] + ["model.radial_MLP=[16,16]"]
-TINY_SET += [f"born_model.{k}={v}" for k, v in TINY.items() if k not in ("radial_MLP", "max_L", "correlation")]
-TINY_SET += ["born_model.radial_MLP=[16,16]", "born_model.max_L=2", "born_model.correlation=1",
-             "born_model.num_vector_pairs=2"]
-
+from helpers import ROOT, TINY_SET
 
 def train_args(out, epochs, *extra):
     args = ["--out", str(out), "--epochs", str(epochs), "--seed", "3",

@@ -4,7 +4,7 @@ exploration MD as an ``md`` section (any MD recipe key, ../md/config.py), as the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from ..config import load_config
 from ..errors import ConfigError

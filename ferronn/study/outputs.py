@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-from ..atomic import atomic_path, write_json
+from ..atomic import write_json
 from ..errors import ConfigError
 from ..md.config import MDConfig
 from ..md.engine import Simulation
