@@ -83,6 +83,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow  # subprocess
 def test_pickle_payload_is_refused_after_import_mace(tmp_path, model):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"

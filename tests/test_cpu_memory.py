@@ -39,6 +39,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # subprocess, 3645-atom MD
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings are Linux-only")
 def test_a_bigger_run_after_a_smaller_one_does_not_fault_its_buffers_in_every_step():
     require_shared()

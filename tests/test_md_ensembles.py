@@ -207,6 +207,7 @@ def test_loop_integral_separates_integrable_from_path_dependent_born_charges():
     assert curl["non_integrable_fraction"] > 0.01, curl
 
 
+@pytest.mark.slow  # subprocess, 135-atom real-data MD
 def test_dielectric_recipe_runs_from_the_command_line(tmp_path):
     """recipes/batio3_dielectric.yaml with the shipped models, a few steps: every replica logged, trajectories
     readable by ASE, a summary with temperatures and the replica fields (±E along x, y, z)."""

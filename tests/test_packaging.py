@@ -11,6 +11,7 @@ import pytest
 from helpers import ROOT
 
 
+@pytest.mark.slow  # subprocess
 def test_dockerfile_lints_clean():
     hadolint = shutil.which("hadolint")
     if hadolint is None:

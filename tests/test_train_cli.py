@@ -40,6 +40,7 @@ def trained(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow  # training subprocesses
 def test_run_writes_everything(trained):
     out, proc = trained
     for name in ("energy.ckpt", "born.ckpt", "metrics.json", "parity_test.png", "parity_born.png", "recipe.yaml",
@@ -59,6 +60,7 @@ def test_run_writes_everything(trained):
     assert model.checkpoint_metadata["split"]["test"] and model.checkpoint_metadata["data_sha256"]
 
 
+@pytest.mark.slow  # training subprocesses
 def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
     out, _ = trained
     split = ferronn.load(out / "energy.ckpt").checkpoint_metadata["split"]["test"]
@@ -77,6 +79,7 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "p_born.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # training subprocesses
 def test_resume_after_kill_continues_the_run(trained, tmp_path, capsys):
     """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends, and
     the killed run's curve up to the kill is the reference run's curve (same seed, same numbers)."""
@@ -156,6 +159,7 @@ def test_resume_with_other_models_is_a_clear_error(tmp_path, capsys):
     assert "does not match this recipe's models" in result.err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # training subprocesses
 def test_ddp_with_two_cpu_processes_reproduces_the_single_process_run(trained, tmp_path):
     """Lightning DDP (gloo, 2 processes): each global batch is sharded over the processes, so the averaged
     gradient is the one-process gradient and the run follows the single-process one (issue goal: within 2%)."""
