@@ -193,7 +193,7 @@ class FerroCalculator(Calculator):
         return self.atoms
 
     def get_born_charges(self, atoms=None) -> np.ndarray:
-        """Z* (N, 3, 3) in e, Z[a][b] = ∂F_b/∂E_a, of ``atoms`` (default: the structure the calculator is on)."""
+        """Z* (N, 3, 3) in e, ``Z[a][b] = ∂F_b/∂E_a``, of ``atoms`` (default: the structure the calculator is on)."""
         return self.get_property("born_charges", self._structure(atoms, "get_born_charges"))
 
     def get_polarization(self, atoms=None) -> np.ndarray:
