@@ -34,6 +34,7 @@ def _fit_slope(t, y):
     return np.polyfit(np.asarray(t), np.asarray(y), 1)[0]
 
 
+@pytest.mark.slow  # long real-data run (135-atom cell / 600 steps of the trained models)
 def test_velocity_verlet_matches_ase_step_for_step(qe_frames):
     """Same MACE weights, masses (ase.data.atomic_masses) and initial momenta: positions agree to 1e-6 Å."""
     import ase.io
@@ -59,6 +60,7 @@ def test_velocity_verlet_matches_ase_step_for_step(qe_frames):
     np.testing.assert_allclose(sim.state.positions.numpy(), ref.positions, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow  # long real-data run (135-atom cell / 600 steps of the trained models)
 def test_nve_drift_with_and_without_field(qe_frames):
     """dt = 1 fs, 300 K, float64, 0.6 ps: the linear drift of H = K + U0 − M·E is ≤ 1e-4 eV/atom/ps, and no larger
     under a constant field (M integrated with the trapezoid rule from the Z* used in the forces). The ≥ 10 ps run
