@@ -113,6 +113,7 @@ def test_committee_md_logs_its_spread_and_the_calculator_returns_it(qe_frames, m
     assert calc.results["born_charges_std"].shape == (5, 3, 3)
 
 
+@pytest.mark.slow  # trains committees in rounds
 def test_active_learning_loop_runs_resumes_and_reports(tmp_path):
     """Seed 20 real QE frames, test on 9 others; the 'DFT' is the shipped small model (a cheap, deterministic
     stand-in for QE). One round explores, selects, labels, retrains warm-started and writes its table and plot;

@@ -139,6 +139,7 @@ def _antisymmetric_target(frames, r_max, rms=0.1):
     return anti * (rms / anti.pow(2).mean().sqrt())
 
 
+@pytest.mark.slow  # long fit
 def test_can_fit_an_antisymmetric_target(qe_frames, species, rng):
     """A target whose only non-isotropic part is antisymmetric (1e) is fitted; without a 1e channel the error
     would stay at the target's antisymmetric RMS (0.1 e)."""

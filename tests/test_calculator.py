@@ -94,6 +94,7 @@ def _nve_enthalpy_drift(atoms, calc, steps, dt_fs):
     return np.abs(series - series[0]).max(), abs(dipole @ field)
 
 
+@pytest.mark.slow  # long MD run (ASE steps)
 def test_ase_velocity_verlet_conserves_the_electric_enthalpy_under_a_field(qe_frames, models, rng):
     drifts = {}
     for field in ((0.0, 0.0, 0.0), (0.0, 0.02, 0.04)):

@@ -82,6 +82,7 @@ def _harmonic_simulation(tmp_path, finite_field: bool, steps: int, field=0.05):
     return sim, exact
 
 
+@pytest.mark.slow  # long MD run (4200 steps x 56 replicas)
 def test_dielectric_estimators_match_the_harmonic_model_exactly(tmp_path):
     """Fluctuation and ±E estimators vs ε = ε∞ + Σ Z Zᵀ/(k ε0 Ω), each within 3σ, and with each other."""
     sim, exact = _harmonic_simulation(tmp_path, finite_field=True, steps=4000)

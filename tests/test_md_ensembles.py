@@ -88,6 +88,7 @@ def test_nve_drift_with_and_without_field(qe_frames):
     assert work > 10 * drift[1] * times[-1], "the field did no work worth mentioning: the field check is vacuous"
 
 
+@pytest.mark.slow  # long MD run (ensemble statistics)
 @pytest.mark.parametrize("ensemble, conserved", [("nvt_langevin", False), ("nvt_nose_hoover", True)])
 def test_thermostats_hold_the_target_temperature(ensemble, conserved):
     """Mean T within 2% of the target, from 3N−3 degrees of freedom when momentum is conserved, else 3N."""
@@ -106,6 +107,7 @@ def test_thermostats_hold_the_target_temperature(ensemble, conserved):
     np.testing.assert_allclose(per_target, targets, rtol=0.02)
 
 
+@pytest.mark.slow  # long MD run (ensemble statistics)
 def test_npt_holds_the_target_pressure_with_a_free_cell_shape():
     """Anisotropic stochastic cell rescaling: mean pressure within 2σ (block averages) of the target, and the cell
     shape is free: an fcc crystal started with c/a = 1.06 relaxes to c/a = 1 (mean cell lengths within 1.5%)."""
