@@ -51,7 +51,7 @@ def main():
     from ferronn import keys as K
     from ferronn.data.graph import SpeciesTable
     from ferronn.data.verlet import atoms_batch
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
     from ferronn.models.compile import compiled
 
     dtype = getattr(torch, args.dtype)

@@ -40,7 +40,7 @@ def main():
     from ferronn import FerroCalculator
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     energy, born = (os.path.join(args.checkpoints, f"{k}.ckpt") for k in ("energy", "born"))
     atoms = ase.io.read(STRUCTURE, index=0)

@@ -1,4 +1,4 @@
-"""ε of BaTiO3 from the trained models, both estimators, with the checks ../shared/CONVENTIONS.md asks for.
+"""ε of BaTiO3 from the trained models, both estimators, with the checks docs/conventions.md asks for.
 
     python benchmarks/dielectric_batio3.py [--steps 2000] [--equilibration 500] [--device auto] [--dtype float32]
                                            [--copies 1] [--compile]

@@ -34,7 +34,7 @@ def main():
     from ferronn import FerroCalculator
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
     from ferronn.units import ASE_TIME_UNIT_FS
 
     ckpt = os.path.join(ROOT, "checkpoints/batio3-qe-small")

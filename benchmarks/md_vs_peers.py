@@ -76,7 +76,7 @@ def main():
     from ferronn import FerroCalculator
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
     from ferronn.models.messages import stock_copy
     from ferronn.units import ASE_TIME_UNIT_FS
 

@@ -26,7 +26,7 @@ import json, resource, sys, time, torch
 import ase.io
 from ferronn.md.config import MDConfig
 from ferronn.md.engine import Simulation
-from ferronn.models.checkpoint import load
+from ferronn.models.loading import load
 n, device, dtype, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 atoms = ase.io.read("../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz", 1).repeat((n, n, n))
 energy = load("checkpoints/batio3-allegro-pol/energy.ckpt")

@@ -45,7 +45,7 @@ def main():
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
     from ferronn.md.state import temperature, without_centre_of_mass_motion
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     atoms = ase.io.read(os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz"), index=0)
     energy, born = (load(os.path.join(args.checkpoints, f"{k}.ckpt")) for k in ("energy", "born"))

@@ -50,7 +50,7 @@ def main():
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
     from ferronn.models import predict
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     base = ase.io.read(STRUCTURE, index=0)

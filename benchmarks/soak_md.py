@@ -51,7 +51,7 @@ def main():
     from ferronn.data.datamodule import default_data_path
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     atoms = read(default_data_path(), index=6).repeat(tuple(args.supercell))
     if args.model == "harmonic":

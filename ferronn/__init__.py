@@ -3,14 +3,14 @@
 Pipeline: ``ferronn.data`` → ``ferronn.models`` → ``ferronn.train`` → checkpoints → calculator / MD.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "load", "FerroCalculator"]
 
 
 def load(path, device=None, dtype=None, kind=None):
-    """Rebuild a model from a ferronn checkpoint (loaded with weights_only=True; see models.checkpoint)."""
-    from .models.checkpoint import load as _load
+    """Rebuild a model from a checkpoint (weights_only=True), a committee folder or an exported .pt2 file."""
+    from .models.loading import load as _load
 
     return _load(path, device=device, dtype=dtype, kind=kind)
 

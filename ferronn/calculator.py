@@ -3,7 +3,7 @@
     from ferronn import FerroCalculator
     atoms.calc = FerroCalculator("run/energy.ckpt", born="run/born.ckpt", field=(0, 0, 0.01))  # V/Å
 
-Physics (../shared/CONVENTIONS.md): with a uniform field E (V/Å) the calculator returns
+Physics (docs/conventions.md): with a uniform field E (V/Å) the calculator returns
     forces  F = F0 + Z*ᵀE                      (eV/Å)
     energy  U = U0 − M·E                       (eV; ``energy_zero_field`` holds U0)
     dipole  M = M_ref + Σ_κ ½(Z*_κ(R_ref) + Z*_κ(R))·Δu_κ   (e·Å, Δu the minimum image of R − R_ref)
@@ -17,6 +17,7 @@ field-induced clamped-ion stress −(1/Ω)E·∂M/∂ε is neglected: the stress
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -34,7 +35,7 @@ from .models import check_compatible, predict
 
 
 def _load(model, kind, device, dtype):
-    from .models.checkpoint import load
+    from .models.loading import load
 
     if isinstance(model, torch.nn.Module):
         if getattr(model, "kind", None) != kind:
@@ -54,6 +55,7 @@ class FerroCalculator(Calculator):
         """``model``/``born``: checkpoint paths, committee folders (``train --committee N``; then the results also hold
         ``energy_std``, ``forces_std``, ``born_charges_std``) or loaded models; ``skin`` (Å) of the reused
         neighbour list."""
+        self._attached = None  # before ASE's __init__: Calculator(atoms=...) attaches through set_atoms
         super().__init__(**kwargs)
         self.device = resolve_device("auto" if device is None else str(device), "FerroCalculator device")
         if isinstance(dtype, str):
@@ -173,11 +175,28 @@ class FerroCalculator(Calculator):
             results["stress"] = full_3x3_to_voigt_6_stress(out[K.STRESS][0].detach().cpu().numpy())
         self.results.update(results)
 
+    def set_atoms(self, atoms):
+        """Called by ASE on ``atoms.calc = calc``: the structure the getters below compute for when given none
+        (held weakly, so a calculator never keeps a structure alive)."""
+        self._attached = weakref.ref(atoms)
+
+    def _structure(self, atoms, getter: str):
+        """``atoms``, else the structure this calculator is attached to, else the last one it computed."""
+        if atoms is not None:
+            return atoms
+        attached = self._attached() if self._attached is not None else None
+        if attached is not None and attached.calc is self:
+            return attached
+        if self.atoms is None:
+            raise DataError(f"FerroCalculator.{getter}(): no structure to compute for; pass one "
+                            f"(calc.{getter}(atoms)) or attach the calculator first (atoms.calc = calc)")
+        return self.atoms
+
     def get_born_charges(self, atoms=None) -> np.ndarray:
-        """Z* (N, 3, 3) in e, Z[a][b] = ∂F_b/∂E_a."""
-        return self.get_property("born_charges", atoms)
+        """Z* (N, 3, 3) in e, ``Z[a][b] = ∂F_b/∂E_a``, of ``atoms`` (default: the structure the calculator is on)."""
+        return self.get_property("born_charges", self._structure(atoms, "get_born_charges"))
 
     def get_polarization(self, atoms=None) -> np.ndarray:
-        """P = M/Ω (3,) in e/Å² relative to the reference structure."""
-        return self.get_property("polarization", atoms)
+        """P = M/Ω (3,) in e/Å² relative to the reference structure, of ``atoms`` (default: as get_born_charges)."""
+        return self.get_property("polarization", self._structure(atoms, "get_polarization"))
 

@@ -17,8 +17,8 @@ import sys
 from .errors import cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.eval", description=__doc__)
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.eval", description=__doc__)
     parser.add_argument("--checkpoint", required=True, nargs="+",
                         help="ferronn checkpoint(s): energy.ckpt and/or born.ckpt (kinds are detected)")
     parser.add_argument("--data", required=True, help="ASE-readable labelled file")
@@ -50,7 +50,7 @@ def run(args) -> dict:
     from .data.graph import SpeciesTable, collate, frame_to_graph
     from .data.stats import reference_asr_residual
     from .errors import CheckpointError
-    from .models.checkpoint import load
+    from .models.loading import load
     from .train.metrics import evaluate, format_table
     from .config import resolve_device
 
@@ -127,8 +127,8 @@ def _keymap(items, option):
     return keymap
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

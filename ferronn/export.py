@@ -19,8 +19,8 @@ import sys
 from .errors import cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.export", description=__doc__)
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.export", description=__doc__)
     parser.add_argument("--checkpoint", required=True, nargs="+", help="ferronn checkpoint(s) to export")
     parser.add_argument("--out-dir", required=True, help="folder for <kind>.pt2")
     parser.add_argument("--device", default="cpu", help="device to trace on (run the export where it will run)")
@@ -34,7 +34,7 @@ def run(args) -> None:
     import torch
 
     from .errors import CheckpointError
-    from .models.checkpoint import load, read
+    from .models.checkpoint import load_checkpoint as load, read
     from .models.export import _example_batch, export_checkpoint, load_exported
 
     if args.lammps:
@@ -67,8 +67,8 @@ def run(args) -> None:
         print(f"wrote {out} ({kind}, {original.dtype}, checked against {path})")
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

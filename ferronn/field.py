@@ -1,6 +1,6 @@
 """Uniform electric field coupling through Born charges: the one place where Z* meets a field.
 
-Conventions (../shared/CONVENTIONS.md): Z*_κ[a][b] = ∂F_κb/∂E_a = ∂M_a/∂u_κb in e, E in V/Å, M in e·Å.
+Conventions (docs/conventions.md): Z*_κ[a][b] = ∂F_κb/∂E_a = ∂M_a/∂u_κb in e, E in V/Å, M in e·Å.
     forces      F_κ = F0_κ + Z*_κᵀ E                  (eV/Å, no unit factors)
     enthalpy    H = K + U0 − M·E                      (eV)
     dipole      ΔM = Σ_κ ½(Z*_κ(t) + Z*_κ(t+dt)) Δr_κ  (trapezoid, the Z* used in the forces)

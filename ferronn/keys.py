@@ -14,6 +14,8 @@ Shapes and units:
     pbc            (B, 3)     bool
     edge_index     (2, E)     int64 [sender i, receiver j]: edge vector r_j - r_i + unit_shifts·cell
     unit_shifts    (E, 3)     model dtype, integer lattice translations of the receiver
+    shifts         (E, 3)     Å, Cartesian edge shifts unit_shifts·cell: derived inside the models (autograd.py)
+                              from the strained cell, never stored in a batch the data layer hands out
     frame_index    (B,)       int64 index of each structure in its source file
 
 Labels (present only when the data has them) come with a boolean mask per structure; a masked structure
@@ -40,6 +42,7 @@ CELL = "cell"
 PBC = "pbc"
 EDGE_INDEX = "edge_index"
 UNIT_SHIFTS = "unit_shifts"
+SHIFTS = "shifts"
 FRAME_INDEX = "frame_index"
 
 ENERGY = "energy"

@@ -1,6 +1,6 @@
 """Units and physical constants: the one place where they live.
 
-Internal units are eV, Å, fs, e, V/Å, amu, K (see shared CONVENTIONS.md). Every constant is derived from the
+Internal units are eV, Å, fs, e, V/Å, amu, K (docs/conventions.md). Every constant is derived from the
 exact/CODATA 2018 SI values below, never typed in as a converted number.
 """
 

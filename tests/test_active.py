@@ -19,10 +19,9 @@ from ferronn.active.select import Candidate, select_frames
 from ferronn.data.datamodule import default_data_path
 from ferronn.md.engine import Simulation
 from ferronn.models.committee import BornCommittee, EnergyCommittee
-from conftest import ROOT, build_model, distorted, make_batch
-from test_born_model import build_born
-from test_md import _atoms, _config
-from test_train_cli import TINY_SET
+from helpers import ROOT, TINY_SET, build_born, build_model, distorted, make_batch
+from helpers import frame_atoms as _atoms
+from helpers import md_config as _config
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +113,7 @@ def test_committee_md_logs_its_spread_and_the_calculator_returns_it(qe_frames, m
     assert calc.results["born_charges_std"].shape == (5, 3, 3)
 
 
+@pytest.mark.slow  # trains committees in rounds
 def test_active_learning_loop_runs_resumes_and_reports(tmp_path):
     """Seed 20 real QE frames, test on 9 others; the 'DFT' is the shipped small model (a cheap, deterministic
     stand-in for QE). One round explores, selects, labels, retrains warm-started and writes its table and plot;
@@ -144,8 +144,8 @@ def test_active_learning_loop_runs_resumes_and_reports(tmp_path):
     train_set.update({"data.batch_size": 10, "train.ema_decay": 0.0})
     settings = {"out": str(tmp_path / "al"), "seed_data": str(tmp_path / "seed.xyz"),
                 "test_data": str(tmp_path / "test.xyz"), "train_set": train_set, "committee": 2, "epochs": 1,
-                "retrain_epochs": 1, "max_rounds": 1, "dft_budget": 2, "explore.steps": 20,
-                "explore.check_every": 10, "explore.temperatures": [300.0, 900.0], "explore.device": "cpu",
+                "retrain_epochs": 1, "max_rounds": 1, "dft_budget": 2, "md.steps": 20,
+                "explore.check_every": 10, "md.temperatures": [300.0, 900.0], "md.device": "cpu",
                 "select.force_std": 1e-4, "select.born_std": 1e-4, "select.min_spacing_steps": 0,
                 "select.max_per_round": 5}
 

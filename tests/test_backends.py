@@ -11,8 +11,9 @@ from ferronn import keys as K
 from ferronn.data.datamodule import default_data_path
 from ferronn.errors import ConfigError
 from ferronn.md.engine import Simulation
-from conftest import distorted, make_batch
-from test_md import _atoms, _config
+from helpers import distorted, make_batch
+from helpers import frame_atoms as _atoms
+from helpers import md_config as _config
 
 
 def test_cueq_energy_model_gives_the_e3nn_numbers(model, qe_frames, species, rng, tmp_path):

@@ -17,7 +17,7 @@ from ferronn.data.frames import KeyMap, frame_from_atoms, read_frames
 from ferronn.data.graph import SpeciesTable, frame_to_graph
 from ferronn.errors import ConfigError, DataError
 from ferronn.train.config import load_recipe
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.fixture
@@ -119,6 +119,7 @@ def test_recipe_unknown_key_and_wrong_type(tmp_path):
         load_recipe(str(recipe))
 
 
+@pytest.mark.slow  # subprocess
 def test_cli_reports_one_line_and_exits_nonzero(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ferronn.train", "--data", str(tmp_path / "missing.xyz"),
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -9,21 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from ferronn import keys as K
 from ferronn.data.stats import born_statistics
-from ferronn.models.born import BornModel, BornModelConfig, acoustic_sum_rule
-from ferronn.models.energy import default_dtype
-from conftest import distorted, make_batch
-
-SMALL = dict(r_max=4.5, num_channels=8, max_L=2, correlation=2, num_interactions=2, max_ell=2, radial_MLP=[16, 16],
-             num_vector_pairs=2, num_tensor_pairs=2)
-
-
-def build_born(frames, dtype=torch.float64, seed=0, **overrides):
-    torch.manual_seed(seed)
-    offsets, scale = born_statistics(frames, [8, 22, 56])
-    with default_dtype(dtype):
-        model = BornModel(BornModelConfig(**{**SMALL, **overrides}), [8, 22, 56], offsets, scale, 30.0)
-    return model.to(dtype).eval()
-
+from ferronn.models.born import acoustic_sum_rule
+from helpers import build_born, distorted, make_batch
 
 @pytest.fixture(scope="module")
 def born(qe_frames):
@@ -152,6 +139,7 @@ def _antisymmetric_target(frames, r_max, rms=0.1):
     return anti * (rms / anti.pow(2).mean().sqrt())
 
 
+@pytest.mark.slow  # long fit
 def test_can_fit_an_antisymmetric_target(qe_frames, species, rng):
     """A target whose only non-isotropic part is antisymmetric (1e) is fitted; without a 1e channel the error
     would stay at the target's antisymmetric RMS (0.1 e)."""

@@ -14,8 +14,7 @@ from ase.optimize import BFGS
 from ferronn import FerroCalculator
 from ferronn.errors import CheckpointError, ConfigError, DataError
 from ferronn.units import ASE_TIME_UNIT_FS
-from conftest import build_model
-from test_born_model import build_born
+from helpers import build_born, build_model
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +94,7 @@ def _nve_enthalpy_drift(atoms, calc, steps, dt_fs):
     return np.abs(series - series[0]).max(), abs(dipole @ field)
 
 
+@pytest.mark.slow  # long MD run (ASE steps)
 def test_ase_velocity_verlet_conserves_the_electric_enthalpy_under_a_field(qe_frames, models, rng):
     drifts = {}
     for field in ((0.0, 0.0, 0.0), (0.0, 0.02, 0.04)):
@@ -213,3 +213,23 @@ def test_time_dependent_field_changed_between_ase_steps(qe_frames, models):
     calc.field = (0, 0, 0)
     np.testing.assert_allclose(f_field - atoms.get_forces(), np.einsum("a,nab->nb", e, z), atol=1e-12)
     assert applied[-1] == pytest.approx(0.008) and e[2] == pytest.approx(0.008)
+
+
+def test_getters_without_atoms_compute_for_the_attached_structure(qe_frames, models, rng):
+    """get_born_charges()/get_polarization() with no argument, before anything was computed, use the structure the
+    calculator is attached to (and follow it when it moves); a detached, unused calculator says what to pass."""
+    atoms = _atoms(qe_frames[2], rng)
+    atoms.calc = _calc(models)
+    z = atoms.calc.get_born_charges()  # nothing computed yet
+    p = atoms.calc.get_polarization()
+    reference = _calc(models)
+    np.testing.assert_allclose(z, reference.get_born_charges(atoms.copy()), atol=1e-12)
+    np.testing.assert_allclose(z.sum(0), 0, atol=1e-10)  # the sum rule holds: real Z*, not a stale placeholder
+    np.testing.assert_allclose(p, reference.get_polarization(atoms.copy()), atol=1e-12)
+    atoms.positions[0] += 0.1  # the attached structure moved: Z* must be recomputed for it
+    moved = atoms.calc.get_born_charges()
+    assert np.abs(moved - z).max() > 1e-6
+    np.testing.assert_allclose(moved, _calc(models).get_born_charges(atoms.copy()), atol=1e-12)
+    with pytest.raises(DataError, match=r"get_born_charges\(\): no structure.*pass one") as info:
+        _calc(models).get_born_charges()
+    assert "\n" not in str(info.value)

@@ -15,7 +15,7 @@ import ferronn
 from ferronn import keys as K
 from ferronn.errors import CheckpointError
 from ferronn.models import checkpoint
-from conftest import ROOT, distorted, make_batch
+from helpers import ROOT, distorted, make_batch
 
 
 def test_round_trip_is_bitwise(tmp_path, model, qe_frames, species, rng):
@@ -83,6 +83,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow  # subprocess
 def test_pickle_payload_is_refused_after_import_mace(tmp_path, model):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import ALLEGRO, ROOT, require_shared
+from helpers import ALLEGRO, ROOT, require_shared
 
 # A 1080-atom run, then a 3645-atom run in the same process (as a benchmark or a study's scan does). With a finite
 # glibc trim threshold (1 GiB before this test) the second run faulted ~175,000 pages (~0.7 GiB) in every step;
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import resource, sys, tempfile, warnings
     warnings.filterwarnings("ignore")
     import ase.io, torch
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
     from ferronn.md.config import MDConfig
     from ferronn.md.engine import Simulation
 
@@ -39,6 +39,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # subprocess, 3645-atom MD
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings are Linux-only")
 def test_a_bigger_run_after_a_smaller_one_does_not_fault_its_buffers_in_every_step():
     require_shared()

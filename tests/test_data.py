@@ -14,7 +14,7 @@ from ferronn.data.frames import KeyMap, read_frames
 from ferronn.data.graph import collate, frame_to_graph, neighbour_list
 from ferronn.data.stats import compute_stats
 from ferronn.train.metrics import weighted_loss
-from conftest import ALLEGRO, QE, require_shared
+from helpers import ALLEGRO, QE, require_shared
 
 
 def test_allegro_set_reads_total_energy_in_float64():

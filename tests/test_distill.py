@@ -15,8 +15,7 @@ from ferronn.errors import DataError
 from ferronn.label.teacher import STD_KEY, label_with_teacher, main as teacher_main
 from ferronn.models.checkpoint import save
 from ferronn.models.committee import BornCommittee
-from conftest import distorted, make_batch
-from test_born_model import build_born
+from helpers import build_born, distorted, make_batch
 
 
 def _atoms(frames, rng, picks=(2, 7, 11)):

@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ferronn import keys as K
-from conftest import build_model, distorted, make_batch
+from helpers import build_model, distorted, make_batch
 
 
 def _energy(model, frame, species):
@@ -98,7 +98,7 @@ def test_batching_is_independent_of_neighbours_in_batch(model, qe_frames, specie
 
 def test_matches_mace_own_force_and_stress(model, qe_frames, species, rng):
     """ferronn's autograd wrapper and mace-torch's own compute_force/compute_stress agree."""
-    from ferronn.models.autograd import SHIFTS
+    from ferronn.keys import SHIFTS
 
     batch = make_batch([distorted(f, rng) for f in qe_frames[3:6]], species, model.r_max)
     ours = model(batch, compute_stress=True)

@@ -16,10 +16,10 @@ from ferronn.data.verlet import atoms_batch
 from ferronn.errors import CheckpointError
 from ferronn.export import main as export_main
 from ferronn.md.engine import Simulation
-from ferronn.models.checkpoint import load
+from ferronn.models.loading import load
 from ferronn.models.export import load_exported
-from conftest import ROOT
-from test_md import _config
+from helpers import ROOT
+from helpers import md_config as _config
 
 SHIPPED = ROOT / "checkpoints" / "batio3-qe-small"
 

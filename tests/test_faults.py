@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 from ase.io import read, write
 
@@ -18,7 +19,7 @@ from ferronn.data.datamodule import default_data_path
 from ferronn.md.config import MDConfig
 from ferronn.md.engine import Simulation
 from ferronn.models import checkpoint
-from conftest import ROOT
+from helpers import ROOT
 
 QE_SMALL = ROOT / "checkpoints" / "batio3-qe-small"
 
@@ -37,6 +38,7 @@ while True:  # rewrite the same path forever, each version with different weight
 """
 
 
+@pytest.mark.slow  # subprocesses killed and resumed
 def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     """kill -9 a process that rewrites a checkpoint in a loop, at random moments, until several kills landed in the
     middle of a write (a temporary file left behind proves it); the checkpoint always loads, whole."""
@@ -83,6 +85,7 @@ def md_args(out, *extra):
     return args + list(extra)
 
 
+@pytest.mark.slow  # subprocesses killed and resumed
 def test_md_killed_and_resumed_continues_the_same_trajectory(tmp_path):
     """kill -9 `python -m ferronn.md` mid-run, `--resume`: the same positions, momenta, dipole and log as a run
     that was never interrupted (CPU, float64, seeded Langevin: the RNG state is in the restart file)."""

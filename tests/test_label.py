@@ -16,7 +16,7 @@ import ase.io
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from ferronn.data.datamodule import default_data_path
 from ferronn.errors import ConfigError
 from ferronn.label.config import LabelConfig, QEConfig
@@ -45,6 +45,7 @@ def structure(index=16):
     return atoms
 
 
+@pytest.mark.slow  # Quantum ESPRESSO or CLI subprocesses
 def test_label_cli_writes_labels_in_ferronn_units(tmp_path):
     needs_qe()
     ase.io.write(tmp_path / "in.xyz", [structure(16)])
@@ -80,6 +81,7 @@ def test_label_cli_writes_labels_in_ferronn_units(tmp_path):
     assert again.returncode == 0 and "0 labelled, 1 already in" in again.stdout
 
 
+@pytest.mark.slow  # Quantum ESPRESSO or CLI subprocesses
 def test_pw_forces_and_stress_are_the_energy_derivatives(tmp_path):
     """Units and signs of pw.x's forces (Ry/bohr) and stress (kbar) as read back: finite differences of E."""
     needs_qe()
@@ -144,6 +146,7 @@ exec {real_pw} "$@"
     return str(script)
 
 
+@pytest.mark.slow  # Quantum ESPRESSO or CLI subprocesses
 def test_failed_pw_run_is_recorded_and_the_batch_goes_on(tmp_path):
     needs_qe()
     qe = QEConfig(**FAST, mpi_ranks=1, pw_command=_fake_pw(tmp_path, shutil.which("pw.x")))
@@ -159,6 +162,7 @@ def test_failed_pw_run_is_recorded_and_the_batch_goes_on(tmp_path):
     assert os.path.exists(failures_path(out))
 
 
+@pytest.mark.slow  # Quantum ESPRESSO or CLI subprocesses
 def test_mpi_library_error_is_rerun_once_and_then_recorded(tmp_path):
     """ph.x died of Open MPI's own errors on a loaded host (MPI_ERR_TRUNCATE; an ORTE_ERROR_LOG after a finished
     calculation): such a run is repeated once; twice is a failure."""
@@ -219,6 +223,7 @@ def test_resume_skips_finished_frames_and_appends_whole_frames(tmp_path):
     assert calls == ["cubic_a4.03"] and summary == {"labelled": 1, "skipped": 2, "failed": []}
 
 
+@pytest.mark.slow  # Quantum ESPRESSO or CLI subprocesses
 def test_missing_programs_and_pseudopotentials_are_named(tmp_path):
     ase.io.write(tmp_path / "in.xyz", [structure(0)])
     base = [sys.executable, "-m", "ferronn.label", "--in", str(tmp_path / "in.xyz"), "--out", str(tmp_path / "o.xyz")]

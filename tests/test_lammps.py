@@ -61,7 +61,7 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
 
     from ferronn.data.graph import SpeciesTable, neighbour_list
     from ferronn.data.verlet import atoms_batch
-    from ferronn.models.checkpoint import load
+    from ferronn.models.checkpoint import load_checkpoint as load
 
     atoms = ase.io.read(require_shared(), 0)
     energy_model, born_model = load(ENERGY_CKPT).eval(), load(BORN_CKPT).eval()
@@ -110,7 +110,7 @@ def test_model_files_on_the_periodic_graph_give_forces_and_virial(models):
 
     from ferronn.data.graph import SpeciesTable
     from ferronn.data.verlet import atoms_batch
-    from ferronn.models.checkpoint import load
+    from ferronn.models.checkpoint import load_checkpoint as load
     from ferronn.models.lammps import graph_inputs
 
     atoms = ase.io.read(require_shared(), 0)

@@ -14,32 +14,23 @@ import torch
 from ferronn.data.graph import SpeciesTable
 from ferronn.field import TimeDependentField
 from ferronn.md import integrators
-from ferronn.md.config import MDConfig, load_md_config
+from ferronn.md.config import load_md_config
 from ferronn.md.engine import Simulation, initial_state
 from ferronn.md.forces import ModelForces
 from ferronn.models.analytic import ConstantBornModel, HarmonicModel
 from ferronn.units import EPSILON0_E_PER_V_A
-from conftest import build_model
-from test_born_model import build_born
+from helpers import build_born, build_model
+from helpers import frame_atoms as _atoms
+from helpers import md_config as _config
 
 # Cubic-perovskite-like Z* (e), ASR exact: Ba, Ti, O(z chain), O, O.
 Z_CUBIC = [np.diag(d) for d in ([2.75] * 3, [7.16] * 3, [-2.11, -2.11, -5.69], [-2.11, -5.69, -2.11],
                                 [-5.69, -2.11, -2.11])]
 
 
-def _atoms(frame):
-    return ase.Atoms(numbers=frame["atomic_numbers"], positions=frame["positions"], cell=frame["cell"], pbc=True)
-
-
 @pytest.fixture(scope="module")
 def mace_models(qe_frames):
     return build_model(qe_frames), build_born(qe_frames)
-
-
-def _config(**kw):
-    base = dict(steps=0, equilibration_steps=0, log_every=10 ** 9, trajectory_every=0, restart_every=0,
-                device="cpu", dtype="float64")
-    return MDConfig(**{**base, **kw})
 
 
 def test_nve_conserves_electric_enthalpy_with_and_without_field(qe_frames, mace_models, tmp_path, rng):
@@ -91,6 +82,7 @@ def _harmonic_simulation(tmp_path, finite_field: bool, steps: int, field=0.05):
     return sim, exact
 
 
+@pytest.mark.slow  # long MD run (4200 steps x 56 replicas)
 def test_dielectric_estimators_match_the_harmonic_model_exactly(tmp_path):
     """Fluctuation and ±E estimators vs ε = ε∞ + Σ Z Zᵀ/(k ε0 Ω), each within 3σ, and with each other."""
     sim, exact = _harmonic_simulation(tmp_path, finite_field=True, steps=4000)
@@ -141,7 +133,7 @@ def test_batched_replicas_equal_separate_runs(qe_frames, mace_models):
 
 def test_born_every_k_uses_the_same_stale_born_charges_in_forces_and_dipole(qe_frames, mace_models, rng):
     """born_every: 3 refreshes Z* at steps 0, 3, 6 only; in between the last Z* enters both F = F0 + Z*ᵀE and the
-    trapezoid ΔM = ½(Z*(t) + Z*(t+dt))·Δr (../shared/CONVENTIONS.md), so the model is called a third as often."""
+    trapezoid ΔM = ½(Z*(t) + Z*(t+dt))·Δr (docs/conventions.md), so the model is called a third as often."""
     from ferronn.field import dipole_increment
 
     energy, born = mace_models
@@ -294,7 +286,7 @@ def test_eps_inf_from_the_data(tmp_path):
     """``eps_inf: data``: the mean ε∞ of the structure file — 1 + α/(ε0 Ω) from a Berry-phase polarizability (the
     allegro-pol SOURCE.md gives 4.63, 4.64, 4.34) or the stored DFPT tensor — reaches both estimators; a file with
     neither, or a malformed one, is an error that names it."""
-    from conftest import ALLEGRO, require_shared
+    from helpers import ALLEGRO, require_shared
     from ferronn.errors import ConfigError, DataError
     from ferronn.md.observables import data_eps_inf
 

@@ -14,7 +14,7 @@ from ferronn.md.config import MDConfig
 from ferronn.md.engine import Simulation
 from ferronn.models.analytic import ConstantBornModel, HarmonicModel, LennardJonesModel
 from ferronn.units import ASE_TIME_UNIT_FS
-from conftest import ROOT, build_model, require_shared
+from helpers import ROOT, build_model, require_shared
 
 ARGON = dict(epsilon=0.0104, sigma=3.40, r_max=6.5)  # eV, Å: the textbook Ar parameters
 
@@ -34,6 +34,7 @@ def _fit_slope(t, y):
     return np.polyfit(np.asarray(t), np.asarray(y), 1)[0]
 
 
+@pytest.mark.slow  # long real-data run (135-atom cell / 600 steps of the trained models)
 def test_velocity_verlet_matches_ase_step_for_step(qe_frames):
     """Same MACE weights, masses (ase.data.atomic_masses) and initial momenta: positions agree to 1e-6 Å."""
     import ase.io
@@ -59,11 +60,12 @@ def test_velocity_verlet_matches_ase_step_for_step(qe_frames):
     np.testing.assert_allclose(sim.state.positions.numpy(), ref.positions, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow  # long real-data run (135-atom cell / 600 steps of the trained models)
 def test_nve_drift_with_and_without_field(qe_frames):
     """dt = 1 fs, 300 K, float64, 0.6 ps: the linear drift of H = K + U0 − M·E is ≤ 1e-4 eV/atom/ps, and no larger
     under a constant field (M integrated with the trapezoid rule from the Z* used in the forces). The ≥ 10 ps run
     with the trained BaTiO3 models is benchmarks/nve_drift.py (0.6 ps here keeps CI fast)."""
-    from ferronn.models.checkpoint import load
+    from ferronn.models.loading import load
 
     # A trained potential (the shipped 5-atom-cell models): an untrained one has no stable minimum at 300 K.
     atoms = ase.Atoms(numbers=qe_frames[0]["atomic_numbers"], positions=qe_frames[0]["positions"],
@@ -86,6 +88,7 @@ def test_nve_drift_with_and_without_field(qe_frames):
     assert work > 10 * drift[1] * times[-1], "the field did no work worth mentioning: the field check is vacuous"
 
 
+@pytest.mark.slow  # long MD run (ensemble statistics)
 @pytest.mark.parametrize("ensemble, conserved", [("nvt_langevin", False), ("nvt_nose_hoover", True)])
 def test_thermostats_hold_the_target_temperature(ensemble, conserved):
     """Mean T within 2% of the target, from 3N−3 degrees of freedom when momentum is conserved, else 3N."""
@@ -104,6 +107,7 @@ def test_thermostats_hold_the_target_temperature(ensemble, conserved):
     np.testing.assert_allclose(per_target, targets, rtol=0.02)
 
 
+@pytest.mark.slow  # long MD run (ensemble statistics)
 def test_npt_holds_the_target_pressure_with_a_free_cell_shape():
     """Anisotropic stochastic cell rescaling: mean pressure within 2σ (block averages) of the target, and the cell
     shape is free: an fcc crystal started with c/a = 1.06 relaxes to c/a = 1 (mean cell lengths within 1.5%)."""
@@ -207,6 +211,7 @@ def test_loop_integral_separates_integrable_from_path_dependent_born_charges():
     assert curl["non_integrable_fraction"] > 0.01, curl
 
 
+@pytest.mark.slow  # subprocess, 135-atom real-data MD
 def test_dielectric_recipe_runs_from_the_command_line(tmp_path):
     """recipes/batio3_dielectric.yaml with the shipped models, a few steps: every replica logged, trajectories
     readable by ASE, a summary with temperatures and the replica fields (±E along x, y, z)."""

@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 
+@pytest.mark.slow  # subprocess
 def test_dockerfile_lints_clean():
     hadolint = shutil.which("hadolint")
     if hadolint is None:

@@ -15,7 +15,7 @@ from ferronn.data.graph import SpeciesTable, collate, frame_to_graph
 from ferronn.data.stats import reference_asr_residual
 from ferronn.train.metrics import evaluate
 from ferronn.train.config import load_recipe
-from conftest import ALLEGRO, ROOT, require_shared
+from helpers import ALLEGRO, ROOT, require_shared
 
 
 @pytest.mark.parametrize("folder", ["batio3-qe-small", "batio3-allegro-pol",

@@ -20,7 +20,7 @@ from ferronn.study.__main__ import main as study_main
 from ferronn.study.outputs import read_csv
 from ferronn.units import (AMU_A2_PER_FS2_IN_EV, E_PER_A2_TO_UC_PER_CM2, EPSILON0_E_PER_V_A,
                            RAD_PER_FS_PER_WAVENUMBER, atomic_masses)
-from conftest import ROOT
+from helpers import ROOT
 
 QE_SMALL = ROOT / "checkpoints" / "batio3-qe-small"
 FRAC = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
@@ -101,6 +101,7 @@ def test_ramp_switch_detection_ignores_linear_response():
 
 # --- spectrum: harmonic oscillators with constant Z* -----------------------------------------------------------------
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_spectrum_of_harmonic_charges_peaks_at_their_frequencies(tmp_path):
     """Ti (k = 3 eV/Å²) and one O (k = 0.4) carry Z* = ±4: χ(ω) = Σ Z²/(ε0 Ω m (ω_κ² − ω²)), so Im χ peaks at
     ω_κ = sqrt(k/m) and χ(0) = Σ Z²/(k ε0 Ω). (A weak Langevin friction, 5e-4/fs, samples the canonical
@@ -154,6 +155,7 @@ def _plotted(fig, axis=0):
     return [(line.get_xdata(), line.get_ydata()) for line in fig.axes[axis].lines]
 
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_dielectric_study_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     args = _md_args(tmp_path, **{"md.steps": 30, "md.equilibration_steps": 4, "md.dielectric.block": 5,
                                  "md.dielectric.finite_field": "true", "md.dielectric.field": 0.01,
@@ -180,6 +182,7 @@ def test_curie_weiss_fit_recovers_c_and_t0():
     assert fit["C_K"] == pytest.approx(1.2e5, rel=1e-6) and fit["T0_K"] == pytest.approx(380.0, abs=1e-3)
 
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_hysteresis_study_end_to_end(tmp_path, capsys):
     args = _md_args(tmp_path, **{"hysteresis.amplitude": 0.3, "hysteresis.period_fs": 80.0,
                                  "hysteresis.cycles": 3, "hysteresis.sample_every": 2, "md.copies": 2})
@@ -196,6 +199,7 @@ def test_hysteresis_study_end_to_end(tmp_path, capsys):
     assert max(abs(v) for v in cols["E_V_per_A"]) == pytest.approx(0.3, rel=0.1)  # sampled near the tips
 
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_phases_study_end_to_end(tmp_path, capsys):
     args = _md_args(tmp_path, supercell="[2,2,2]", **{"md.ensemble": "npt", "md.steps": 20,
                                                       "md.equilibration_steps": 0, "md.dielectric.block": 5,
@@ -209,6 +213,7 @@ def test_phases_study_end_to_end(tmp_path, capsys):
     assert np.allclose(_plotted(fig, 1)[2][1], cols["c_A"])
 
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_spectrum_study_end_to_end(tmp_path, capsys):
     args = _md_args(tmp_path, **{"md.ensemble": "nve", "md.steps": 80, "md.equilibration_steps": 0,
                                  "md.copies": 2, "spectrum.max_lag_fs": 60.0, "spectrum.sample_every": 2})
@@ -226,6 +231,7 @@ def test_shipped_study_recipes_load(study, capsys):
     assert f"{study}:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # long MD run (a whole study)
 def test_phase_ramp_finds_the_mean_field_double_well_transition(tmp_path):
     """Ti in quartic wells coupled through their mean (c < 0: ⟨100⟩ easy axes), 216 sites: heating through the
     known mean-field T_c gives tetragonal below and cubic above, the transition between the bracketing points."""

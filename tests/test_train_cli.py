@@ -13,13 +13,7 @@ import pytest
 import torch
 
 import ferronn
-from conftest import ROOT, TINY
-
-TINY_SET = [f"model.{k}={v}" for k, v in TINY.items() if k != "radial_MLP"] + ["model.radial_MLP=[16,16]"]
-TINY_SET += [f"born_model.{k}={v}" for k, v in TINY.items() if k not in ("radial_MLP", "max_L", "correlation")]
-TINY_SET += ["born_model.radial_MLP=[16,16]", "born_model.max_L=2", "born_model.correlation=1",
-             "born_model.num_vector_pairs=2"]
-
+from helpers import ROOT, TINY_SET
 
 def train_args(out, epochs, *extra):
     args = ["--out", str(out), "--epochs", str(epochs), "--seed", "3",
@@ -46,6 +40,7 @@ def trained(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow  # training subprocesses
 def test_run_writes_everything(trained):
     out, proc = trained
     for name in ("energy.ckpt", "born.ckpt", "metrics.json", "parity_test.png", "parity_born.png", "recipe.yaml",
@@ -65,6 +60,7 @@ def test_run_writes_everything(trained):
     assert model.checkpoint_metadata["split"]["test"] and model.checkpoint_metadata["data_sha256"]
 
 
+@pytest.mark.slow  # training subprocesses
 def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
     out, _ = trained
     split = ferronn.load(out / "energy.ckpt").checkpoint_metadata["split"]["test"]
@@ -83,6 +79,7 @@ def test_eval_cli_reproduces_test_metrics(trained, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "p_born.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # training subprocesses
 def test_resume_after_kill_continues_the_run(trained, tmp_path, capsys):
     """kill -9 during training, then --resume: ends exactly where an uninterrupted run with the same seed ends, and
     the killed run's curve up to the kill is the reference run's curve (same seed, same numbers)."""
@@ -162,6 +159,7 @@ def test_resume_with_other_models_is_a_clear_error(tmp_path, capsys):
     assert "does not match this recipe's models" in result.err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # training subprocesses
 def test_ddp_with_two_cpu_processes_reproduces_the_single_process_run(trained, tmp_path):
     """Lightning DDP (gloo, 2 processes): each global batch is sharded over the processes, so the averaged
     gradient is the one-process gradient and the run follows the single-process one (issue goal: within 2%)."""

@@ -1,30 +1,33 @@
-"""Active-learning recipe (``python -m ferronn.active --config recipes/batio3_active.yaml``): plain dataclasses."""
+"""Active-learning recipe (``ferronn active --config recipes/batio3_active.yaml``): plain dataclasses, with the
+exploration MD as an ``md`` section (any MD recipe key, ../md/config.py), as the study recipes have."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from ..config import load_config
 from ..errors import ConfigError
 from ..label.config import LabelConfig
+from ..md.config import CHOICES as MD_CHOICES
+from ..md.config import MDConfig
+
+
+def explore_md() -> MDConfig:
+    """The exploration MD's defaults: a cubic 5-atom BaTiO3 cell (a = 4.00 Å), one replica per temperature × field,
+    all in one batch, Langevin, 2000 steps a round. ``energy``/``born`` are not read: the last round's committee
+    drives the MD; ``out`` and ``log_every`` are set per round (``round<r>/md``, ``explore.check_every``), and round
+    r explores with seed ``md.seed + r``."""
+    return MDConfig(structure="../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz", index=1,
+                    temperatures=[100.0, 300.0, 600.0], fields=[[0.0, 0.0, 0.0]], ensemble="nvt_langevin",
+                    dt_fs=1.0, steps=2000, equilibration_steps=0, trajectory_every=0, restart_every=0)
 
 
 @dataclasses.dataclass
 class ExploreConfig:
-    """MD with the committee: one replica per temperature × field, all in one batch."""
+    """How the exploration MD (the ``md`` section) is sampled."""
 
-    structure: str = "../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz"
-    index: int = 1  # frame of ``structure`` the replicas start from (cubic a = 4.00 Å)
-    supercell: List[int] = dataclasses.field(default_factory=lambda: [1, 1, 1])
-    temperatures: List[float] = dataclasses.field(default_factory=lambda: [100.0, 300.0, 600.0])  # K
-    fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
-    ensemble: str = "nvt_langevin"
-    dt_fs: float = 1.0
-    steps: int = 2000  # per round
     check_every: int = 20  # steps between committee-spread checks (each check is a candidate frame)
-    device: str = "auto"
-    seed: int = 0  # round r explores with seed + r
 
 
 @dataclasses.dataclass
@@ -53,6 +56,7 @@ class ActiveConfig:
     retrain_epochs: int = 60  # later rounds, warm-started from the previous round's members
     max_rounds: int = 5  # rounds after round 0
     dft_budget: int = 15  # DFT calculations in all (failed ones count: they cost the same)
+    md: MDConfig = dataclasses.field(default_factory=explore_md)
     explore: ExploreConfig = dataclasses.field(default_factory=ExploreConfig)
     select: SelectConfig = dataclasses.field(default_factory=SelectConfig)
     label: LabelConfig = dataclasses.field(default_factory=LabelConfig)
@@ -70,11 +74,12 @@ class ActiveConfig:
                 bad(key, "an integer >= 1", getattr(self, key))
         if self.dft_budget < 0:
             bad("dft_budget", ">= 0", self.dft_budget)
-        e = self.explore
-        if e.steps < 1 or e.check_every < 1 or e.check_every > e.steps:
-            bad("explore.check_every", f"between 1 and explore.steps ({e.steps})", e.check_every)
-        if not e.temperatures or min(e.temperatures) < 0:
-            bad("explore.temperatures", "a non-empty list of temperatures >= 0 K", e.temperatures)
+        self.md.validate("active recipe, section md")
+        md, e = self.md, self.explore
+        if not isinstance(md.index, int):
+            bad("md.index", "one frame number (every replica starts from it)", md.index)
+        if md.steps < 1 or e.check_every < 1 or e.check_every > md.steps:
+            bad("explore.check_every", f"between 1 and md.steps ({md.steps})", e.check_every)
         if self.select.force_std <= 0 and self.select.born_std <= 0:
             bad("select", "at least one threshold > 0 (force_std or born_std)", dataclasses.asdict(self.select))
         if self.select.max_per_round < 1:
@@ -83,7 +88,7 @@ class ActiveConfig:
         return self
 
 
-CHOICES = {"explore.ensemble": ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")}
+CHOICES = {f"md.{k}": v for k, v in MD_CHOICES.items()}
 
 
 def load_active_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> ActiveConfig:

@@ -33,8 +33,8 @@ def random_structures(atoms, count: int, sigma: float, strain: float, seed: int)
     return out
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.active.heldout", description=__doc__)
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.active.heldout", description=__doc__)
     parser.add_argument("--structure", default="../shared/data/batio3-qe/BaTiO3_qe_pbe.xyz")
     parser.add_argument("--index", type=int, default=1, help="frame of --structure (default: cubic a = 4.00 Å)")
     parser.add_argument("--count", type=int, default=6)
@@ -57,8 +57,8 @@ def run(args) -> None:
     print(f"wrote {args.count} random structures to {args.out}; label them with python -m ferronn.label")
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Folder: ``active.json`` (the ledger), ``rounds.csv`` and ``active.png`` (per-rou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_json
 from ..errors import SimulationError
-from ..study.outputs import figure, save_figure, write_csv
+from ..outputs import figure, save_figure, write_csv
 from .config import ActiveConfig
 from .select import Candidate, select_frames
 
@@ -110,7 +111,6 @@ class ActiveLearning:
         import ase.io
 
         from ..data.frames import read_structure
-        from ..md.config import MDConfig
         from ..md.engine import Simulation, replica_atoms
         from ..models.committee import load_committee
 
@@ -122,17 +122,15 @@ class ActiveLearning:
             return [Candidate(int(a.info["replica"]), int(a.info["step"]), float(a.info["force_std"]),
                               float(a.info["born_std"]), a) for a in atoms]
         e = self.config.explore
-        md = MDConfig(structure=e.structure, index=e.index, supercell=list(e.supercell), ensemble=e.ensemble,
-                      temperatures=list(e.temperatures), fields=[list(f) for f in e.fields], dt_fs=e.dt_fs,
-                      steps=e.steps, equilibration_steps=0, log_every=e.check_every, trajectory_every=0,
-                      restart_every=0, device=e.device, seed=e.seed + r, out=os.path.join(folder, "md"))
+        md = dataclasses.replace(self.config.md, log_every=e.check_every, seed=self.config.md.seed + r,
+                                 out=os.path.join(folder, "md"))
         trained = self.committees.get(r - 1, {})
         models = [trained[kind] if kind in trained else load_committee(self.committee_dir(r - 1), kind)
                   for kind in ("energy", "born")]
-        sim = Simulation(md, *models, read_structure(e.structure, e.index).repeat(e.supercell), out=md.out)
+        sim = Simulation(md, *models, read_structure(md.structure, md.index).repeat(md.supercell), out=md.out)
         candidates = []
         try:
-            for _ in range(e.steps // e.check_every):
+            for _ in range(md.steps // e.check_every):
                 sim.run(e.check_every, progress=False)
                 spread = {k: v.cpu().numpy() for k, v in sim.forces.spread.items()}
                 for b, atoms in enumerate(replica_atoms(sim.state, sim.steps_done)):

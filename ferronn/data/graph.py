@@ -17,6 +17,14 @@ from ..errors import DataError, where
 MIN_INTERATOMIC_DISTANCE = 0.3
 
 
+def cartesian_shifts(unit_shifts, cell, batch, edge_index) -> torch.Tensor:
+    """Cartesian lattice shift (E, 3) in Å of each edge: unit_shifts · cell of the edge's structure."""
+    # index_select, not cell[...]: the backward of advanced indexing (the stress) is a serial accumulating
+    # index_put_ on a CPU, 16 ms for 45k edges into one cell against 2 ms (models/messages.py says more)
+    edge_cells = cell.index_select(0, batch.index_select(0, edge_index[0]))
+    return torch.bmm(unit_shifts.unsqueeze(1), edge_cells).squeeze(1)
+
+
 def neighbour_list(positions, cell, pbc, r_max: float, check_distance=True, loc=""):
     """Full neighbour list within ``r_max`` (Å): edge_index (2, E) int64 [i, j] and integer unit shifts (E, 3).
 

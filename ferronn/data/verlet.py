@@ -70,7 +70,7 @@ class VerletList:
 def pair_lengths(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
                  unit_shifts: torch.Tensor) -> torch.Tensor:
     """Current length (Å) of every listed pair (E,), lattice shifts applied with each structure's cell."""
-    from ..models.autograd import cartesian_shifts
+    from .graph import cartesian_shifts
 
     shifts = cartesian_shifts(unit_shifts.to(positions.dtype), cell, batch, edge_index)
     return (positions[edge_index[1]] - positions[edge_index[0]] + shifts).norm(dim=-1)

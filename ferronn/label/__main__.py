@@ -8,36 +8,30 @@ with their reason in <out>.failures.json without stopping. Exit code 1 when some
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-import yaml
-
+from ..cli import add_recipe_options, recipe_from_args
 from ..errors import cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.label", description=__doc__)
-    parser.add_argument("--config", "-c", help="YAML labelling recipe (default: the batio3-qe settings)")
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.label", description=__doc__)
     parser.add_argument("--in", dest="inputs", help="ASE-readable file of structures to label")
     parser.add_argument("--out", help="extxyz file the labelled frames are appended to")
     parser.add_argument("--index", default=":", help="frames of --in to label, ASE syntax (default all)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any recipe key, e.g. --set qe.ecutwfc=60 --set qe.mpi_ranks=1")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_recipe_options(parser, "YAML labelling recipe (default: the batio3-qe settings)",
+                       "--set qe.ecutwfc=60 --set qe.mpi_ranks=1")
     return parser.parse_args(argv)
 
 
 def run(args) -> int:
-    from ..config import parse_overrides
     from ..data.frames import read_structures
     from ..errors import ConfigError
     from .config import load_label_config
     from .store import failures_path, label_frames
 
-    config = load_label_config(args.config, parse_overrides(args.set))
+    config = recipe_from_args(args, load_label_config)
     if args.print_config:
-        print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")
         return 0
     if not args.inputs or not args.out:
         raise ConfigError("command line: --in and --out are both required")
@@ -48,8 +42,8 @@ def run(args) -> int:
     return 1 if summary["failed"] else 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog=None) -> int:
+    args = parse_args(argv, prog)
     status = {}
     code = cli_exit_code(lambda: status.update(code=run(args)))
     return code or status.get("code", 0)

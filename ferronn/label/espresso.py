@@ -3,7 +3,7 @@
 Inputs are written with ASE's espresso I/O and pw.x's output is read back with it (eV, eV/Å, eV/Å³ in ASE's
 sign convention); ph.x's dielectric tensor and effective charges are parsed here. ph.x prints Z* as
 "d Force / dE" with one row per field component (Ex, Ey, Ez) and one column per force component: exactly
-Z[a][b] = ∂F_b/∂E_a of ../shared/CONVENTIONS.md, so no transpose. Its charges do not sum to zero exactly on a
+Z[a][b] = ∂F_b/∂E_a of docs/conventions.md, so no transpose. Its charges do not sum to zero exactly on a
 finite k-grid: they are kept as ``born_charge_raw`` and ``born_charge`` has the per-structure mean removed, as in
 ../shared/data/batio3-qe.
 """

@@ -28,7 +28,7 @@ STD_KEY = "born_charge_std"
 
 def load_teacher(paths: List[str], device="cpu", dtype=torch.float64):
     """A BornCommittee from one committee folder or from two or more born.ckpt files."""
-    from ..models.checkpoint import load
+    from ..models.loading import load
     from ..models.committee import committee_of
 
     if not paths:
@@ -73,8 +73,8 @@ def label_with_teacher(teacher, atoms_list, key: str = "born_charge", device="cp
     return labelled
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.label.teacher", description=__doc__,
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.label.teacher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", nargs="+", required=True,
                         help="a committee folder (committee.json) or two or more born.ckpt files")
@@ -105,8 +105,8 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 
-import yaml
-
+from ..cli import add_recipe_options, recipe_from_args
 from ..errors import ConfigError, cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.md", description=__doc__)
-    parser.add_argument("--config", "-c", help="YAML MD recipe (default: the shipped BaTiO3 models, 300 K NVT)")
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.md", description=__doc__)
     parser.add_argument("--out", help="output folder (overrides 'out')")
     parser.add_argument("--steps", type=int, help="production steps (overrides 'steps')")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/restart.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any recipe key, e.g. --set temperatures=[200,300] --set dielectric.finite_field=true")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_recipe_options(parser, "YAML MD recipe (default: the shipped BaTiO3 models, 300 K NVT)",
+                       "--set temperatures=[200,300] --set dielectric.finite_field=true")
     return parser.parse_args(argv)
 
 
 def run(args) -> None:
-    from ..config import parse_overrides
     from .config import load_md_config
 
-    overrides = parse_overrides(args.set, {"out": args.out, "steps": args.steps, "device": args.device})
-    config = load_md_config(args.config, overrides)
+    config = recipe_from_args(args, load_md_config, {"out": args.out, "steps": args.steps, "device": args.device})
     if args.print_config:
-        print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")
         return
     from .engine import Simulation
 
@@ -50,8 +43,8 @@ def run(args) -> None:
     print(json.dumps(summary))
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from ..data.graph import MIN_INTERATOMIC_DISTANCE, SpeciesTable, atoms_to_batch,
 from ..data.verlet import pair_lengths
 from ..errors import CheckpointError, ConfigError, DataError, SimulationError, where
 from ..field import TimeDependentField, field_energy
-from ..config import keep_large_allocations_on_the_heap, resolve_device
+from ..config import resolve_device
 from ..models import check_compatible
 from ..models.checkpoint import atomic_torch_save
 from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
@@ -35,6 +35,7 @@ from .config import MDConfig
 from .forces import ModelForces
 from .observables import BlockAverage, Dielectric, data_eps_inf
 from .state import MDState, kinetic_energy, pressure, temperature, volumes, without_centre_of_mass_motion
+from .heap import keep_large_allocations_on_the_heap
 
 RESTART_VERSION = 1
 
@@ -84,7 +85,7 @@ def load_inputs(config: MDConfig):
     models (known elements, no overlapping atoms) with the file and frame named in any error; a list when the
     recipe's ``index`` is a list (one start per replica, cycled)."""
     from ..data.frames import read_structure
-    from ..models.checkpoint import load
+    from ..models.loading import load
 
     energy = load(config.energy, kind="energy")
     born = load(config.born, kind="born") if config.born else None
@@ -377,7 +378,9 @@ def compile_for_md(model, backend: str, device, dtype):
     """``torch.compile``d copy of a plain energy/Born model on ``device`` in ``dtype`` (None passes through)."""
     if model is None:
         return None
-    if type(model).__name__ not in ("EnergyModel", "BornModel") or hasattr(model, "compiled_with"):
+    from ..models.protocol import is_rebuildable
+
+    if not is_rebuildable(model):
         raise ConfigError(f"md recipe: 'compile' works on ferronn checkpoints, not on a {type(model).__name__} "
                           "(committee or exported model)")
     from ..models.compile import compiled

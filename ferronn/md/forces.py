@@ -2,7 +2,7 @@
 
 The energy model gives U0 (eV), F0 (eV/Å) and the zero-field stress σ (eV/Å³); the Born model gives Z* (e),
 refreshed every ``born_every`` steps (the same, possibly stale, Z* is used in the forces and in the dipole's
-trapezoid, as ../shared/CONVENTIONS.md requires). E(t) comes from a schedule evaluated on the device. Each
+trapezoid, as docs/conventions.md says). E(t) comes from a schedule evaluated on the device. Each
 model gets its own Verlet list (cutoff + skin). Pairs in the skin contribute exactly zero but cost model time
 (a 0.5 Å skin on a 5 Å cutoff is ~1/3 more edges): on the CPU they are dropped every step (``prune``); on a GPU
 that would read the pair count to the host, so there the models get them and the step has no host round trip

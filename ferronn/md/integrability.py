@@ -1,7 +1,7 @@
 """How far a predicted Z* is from a gradient, i.e. how path-dependent the integrated dipole M = ∫ Z*·dr is.
 
 The ensemble formulas for ε assume M is a state function: ∂Z*_κ[a][b]/∂r_λc = ∂Z*_λ[a][c]/∂r_κb. A network
-that predicts Z* directly satisfies this only approximately. Two measures (../shared/CONVENTIONS.md):
+that predicts Z* directly satisfies this only approximately. Two measures (docs/conventions.md):
 
 - ``loop_integral``: ∮ Z*·dr (e·Å) around a small closed loop in configuration space (every atom moving on an
   ellipse of radius ``amplitude`` Å), by the same trapezoid rule the MD uses. Zero for a gradient, up to the

@@ -1,6 +1,6 @@
 """On-the-fly averages with block-averaging error bars, and the dielectric tensor from both estimators.
 
-Formulas (../shared/CONVENTIONS.md), per replica of volume Ω at temperature T, M in e·Å, E in V/Å:
+Formulas (docs/conventions.md), per replica of volume Ω at temperature T, M in e·Å, E in V/Å:
     fluctuation (zero field):  ε_ab = ε∞_ab + (⟨M_a M_b⟩ − ⟨M_a⟩⟨M_b⟩) / (ε0 Ω k_B T)
     finite field (±E along b): ε_ab = ε∞_ab + (⟨P_a⟩₊ − ⟨P_a⟩₋) / (2 ε0 |E|)
 Error bars: samples are grouped into blocks of ``block`` samples; means get the standard error of the block

@@ -2,9 +2,12 @@
 
 import warnings
 
+from ..quiet import silence_third_party
+
 # e3nn/mace emit these on every model build; they are noise for users, not actionable.
 warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level")
 warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected")
+silence_third_party()  # Lightning's tips, third-party deprecation notices (ferronn/quiet.py)
 
 
 def predict(models: dict, batch: dict, compute_stress: bool = False, training: bool = False) -> dict:

@@ -17,7 +17,8 @@ from typing import Sequence
 import torch
 
 from .. import keys as K
-from .autograd import SHIFTS, energy_forces_stress
+from ..keys import SHIFTS
+from .autograd import energy_forces_stress
 
 
 class HarmonicModel(torch.nn.Module):

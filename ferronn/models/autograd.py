@@ -11,16 +11,7 @@ from typing import Callable, Dict, List
 import torch
 
 from .. import keys as K
-
-SHIFTS = "shifts"  # Cartesian edge shifts (E, 3) in Å: derived here from unit_shifts and the (strained) cell
-
-
-def cartesian_shifts(unit_shifts, cell, batch, edge_index) -> torch.Tensor:
-    """Cartesian lattice shift (E, 3) in Å of each edge: unit_shifts · cell of the edge's structure."""
-    # index_select, not cell[...]: the backward of advanced indexing (the stress) is a serial accumulating
-    # index_put_ on a CPU, 16 ms for 45k edges into one cell against 2 ms (models/messages.py says more)
-    edge_cells = cell.index_select(0, batch.index_select(0, edge_index[0]))
-    return torch.bmm(unit_shifts.unsqueeze(1), edge_cells).squeeze(1)
+from ..data.graph import cartesian_shifts
 
 
 def in_dtype(batch: Dict[str, torch.Tensor], dtype: torch.dtype) -> Dict[str, torch.Tensor]:
@@ -78,7 +69,7 @@ def members_energy_forces_stress(
             positions = positions + torch.bmm(positions.unsqueeze(1), strain.index_select(0, batch[K.BATCH])).squeeze(1)
             cell = cell + torch.bmm(cell, strain)
         shifts = cartesian_shifts(batch[K.UNIT_SHIFTS], cell, batch[K.BATCH], batch[K.EDGE_INDEX])
-        outs.append(dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, SHIFTS: shifts})))
+        outs.append(dict(energy_fn({**batch, K.POSITIONS: positions, K.CELL: cell, K.SHIFTS: shifts})))
         inputs.append(leaves)
     if not inputs[0]:
         return outs

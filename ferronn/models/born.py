@@ -19,7 +19,7 @@ import torch
 
 from .. import keys as K
 from ..errors import ConfigError
-from .autograd import cartesian_shifts
+from ..data.graph import cartesian_shifts
 from .energy import _import_mace, default_dtype
 from .messages import fast_messages
 

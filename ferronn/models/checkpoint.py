@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_path
 from ..errors import CheckpointError
 from ..units import UNIT_SYSTEM
@@ -97,24 +97,10 @@ def read(path) -> dict:
     return payload
 
 
-def load(path, device=None, dtype=None, kind: Optional[str] = None):
-    """Rebuild the model stored at ``path`` (eval mode) on ``device`` in ``dtype`` (default: as saved).
-
-    ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error instead of a surprise. A folder
-    written by ``python -m ferronn.train --committee N`` loads as a committee of that kind; a ``.pt2`` file written by
-    ``python -m ferronn.export`` loads as an exported model (no mace, e3nn or pickle involved).
-    """
-    if os.fspath(path).endswith(".pt2"):  # an exported model (python -m ferronn.export)
-        from .export import load_exported
-
-        model = load_exported(path, device=device, kind=kind)
-        return model.to(dtype=dtype) if dtype is not None else model
-    if os.path.isdir(path):  # a committee run's folder (committee.json lists the members)
-        from .committee import load_committee
-
-        if kind is None:
-            raise CheckpointError(f"'{path}' is a committee folder: say which kind to load (kind='energy' or 'born')")
-        return load_committee(path, kind, device=device, dtype=dtype)
+def load_checkpoint(path, device=None, dtype=None, kind: Optional[str] = None):
+    """Rebuild the model of the ferronn checkpoint file ``path`` (eval mode) on ``device`` in ``dtype`` (default: as
+    saved); ``kind`` ('energy' or 'born') makes a checkpoint of another kind an error. Committee folders and
+    exported ``.pt2`` programs load through ``ferronn.models.loading.load`` (or ``ferronn.load``)."""
     payload = read(path)
     classes = model_classes()
     if payload["kind"] not in classes:
@@ -133,3 +119,11 @@ def load(path, device=None, dtype=None, kind: Optional[str] = None):
     model.eval()
     model.checkpoint_metadata = payload.get("metadata", {})
     return model
+
+
+def __getattr__(name):
+    # ``load`` moved: a merge or an old script that still imports it gets told where, not a bare ImportError.
+    if name == "load":
+        raise ImportError("ferronn.models.checkpoint.load moved: use ferronn.models.loading.load (any format) or "
+                          "ferronn.models.checkpoint.load_checkpoint (one checkpoint file)")
+    raise AttributeError(f"module 'ferronn.models.checkpoint' has no attribute '{name}'")

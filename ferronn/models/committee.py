@@ -108,7 +108,7 @@ def write_committee_file(folder: str, members: Dict[str, List[str]]) -> str:
 
 def load_committee(folder: str, kind: str, device=None, dtype=None):
     """The committee of ``kind`` ('energy' or 'born') recorded in ``folder``/committee.json."""
-    from .checkpoint import load
+    from .checkpoint import load_checkpoint
 
     path = os.path.join(folder, COMMITTEE_FILE)
     if not os.path.exists(path):
@@ -118,5 +118,5 @@ def load_committee(folder: str, kind: str, device=None, dtype=None):
         members = json.load(handle).get("members", {})
     if not members.get(kind):
         raise CheckpointError(f"committee '{path}' has no '{kind}' members (it has {sorted(members)})")
-    return committee_of([load(os.path.join(folder, p), device=device, dtype=dtype, kind=kind)
+    return committee_of([load_checkpoint(os.path.join(folder, p), device=device, dtype=dtype, kind=kind)
                          for p in members[kind]])

@@ -18,7 +18,9 @@ from ..errors import ConfigError
 
 def to_cueq(model):
     """A copy of an ``EnergyModel`` whose MACE runs on cuEquivariance (same weights, same numbers)."""
-    if type(model).__name__ != "EnergyModel":
+    from .protocol import RebuildableModel
+
+    if not isinstance(model, RebuildableModel) or model.kind != "energy":
         raise ConfigError(f"cueq: only plain energy models convert (got {type(model).__name__})")
     try:
         import cuequivariance_torch  # noqa: F401

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .. import keys as K
-from .autograd import SHIFTS, energy_forces_stress, in_dtype
+from ..keys import SHIFTS
+from .autograd import energy_forces_stress, in_dtype
 from .messages import fast_messages
 
 

@@ -28,11 +28,13 @@ from typing import Dict, Optional
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .. import keys as K
 from ..errors import CheckpointError
 from ..units import UNIT_SYSTEM
-from .autograd import SHIFTS, cartesian_shifts, energy_forces_stress, in_dtype
+from ..data.graph import cartesian_shifts
+from ..keys import SHIFTS
+from .autograd import energy_forces_stress, in_dtype
 
 METADATA = "ferronn.json"  # extra file inside the .pt2 archive: kind, species, cutoff, dtype, units, version
 INPUTS = {"energy": (K.POSITIONS, K.CELL, K.SPECIES, K.EDGE_INDEX, K.UNIT_SHIFTS, K.BATCH),
@@ -105,11 +107,11 @@ def export_checkpoint(checkpoint_path: str, out: str, device=None, dtype=None) -
     """Export the model of ``checkpoint_path`` (energy or Born) to ``out`` (.pt2), atomically."""
     from torch.export import Dim, export
 
-    from .checkpoint import load
+    from .checkpoint import load_checkpoint
 
     device = torch.device(device or "cpu")
     with _traceable_e3nn():
-        model = load(checkpoint_path, device=device, dtype=dtype)
+        model = load_checkpoint(checkpoint_path, device=device, dtype=dtype)
     if model.kind not in INPUTS:
         raise CheckpointError(f"checkpoint '{checkpoint_path}': cannot export a '{model.kind}' model")
     graph = (_EnergyGraph if model.kind == "energy" else _BornGraph)(model).eval()

@@ -118,7 +118,7 @@ def export_lammps(checkpoint_path: str, out: str, dtype=None, tol=None) -> str:
     """Trace the model of ``checkpoint_path`` for the LAMMPS plugin into ``out`` (atomically), after checking the
     traced module against the model on a cluster of another size (atoms, edges) than it was traced on."""
     from ..atomic import atomic_path
-    from .checkpoint import load
+    from .checkpoint import load_checkpoint as load
 
     model = load(checkpoint_path, dtype=dtype).eval()
     if model.kind not in ("energy", "born"):

@@ -7,42 +7,36 @@ import argparse
 import json
 import sys
 
+from ..cli import add_recipe_options, recipe_from_args
 from ..errors import cli_exit_code
 
 STUDIES = ("dielectric", "hysteresis", "phases", "spectrum")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.study", description=__doc__)
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.study", description=__doc__)
     parser.add_argument("study", choices=STUDIES)
-    parser.add_argument("--config", "-c", help="YAML study recipe (an 'md' section and one per study)")
     parser.add_argument("--out", help="output folder (overrides 'out')")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (overrides md.device)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any recipe key, e.g. --set md.steps=2000 --set dielectric.temperatures=[250,300]")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_recipe_options(parser, "YAML study recipe (an 'md' section and one per study)",
+                       "--set md.steps=2000 --set dielectric.temperatures=[250,300]")
     return parser.parse_args(argv)
 
 
 def run(args) -> None:
-    import dataclasses
     import importlib
 
-    import yaml
-
-    from ..config import parse_overrides
     from .config import load_study_config
 
-    config = load_study_config(args.config, parse_overrides(args.set, {"out": args.out, "md.device": args.device}))
+    config = recipe_from_args(args, load_study_config, {"out": args.out, "md.device": args.device})
     if args.print_config:
-        print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")
         return
     result = importlib.import_module(f"ferronn.study.{args.study}").run(config)
     print(json.dumps(result))
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

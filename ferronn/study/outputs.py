@@ -1,18 +1,19 @@
-"""What every study leaves behind, written atomically: the ledger of finished units (``study.json``), CSV tables
-and PNG figures; and the resumable MD run of one unit (a temperature, a cycle) in its own folder."""
+"""What every study leaves behind: the ledger of finished units (``study.json``) and the resumable MD run of one
+unit (a temperature, a cycle) in its own folder. CSV tables and PNG figures come from ``ferronn.outputs`` (shared
+with active learning, which must not import the studies); they are re-exported here for the study modules."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-from ..atomic import atomic_path, write_json
+from ..atomic import write_json
 from ..errors import ConfigError
 from ..md.config import MDConfig
 from ..md.engine import Simulation
+from ..outputs import figure, read_csv, save_figure, write_csv  # noqa: F401  (the studies import them from here)
 
 
 class Ledger:
@@ -58,42 +59,3 @@ def run_unit(md: MDConfig, models, atoms, folder: str, steps: Optional[int] = No
     sim = resumed_simulation(md, models, atoms, folder)
     sim.run(steps, progress=False)
     return sim
-
-
-def write_csv(path: str, header: List[str], rows: List[list]) -> None:
-    with atomic_path(path, ".csv") as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-
-
-def read_csv(path: str) -> Dict[str, List[float]]:
-    """{column: values} of a CSV written by write_csv (numbers as floats, the rest as text)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = {}
-    for key in (rows[0].keys() if rows else []):
-        values = [r[key] for r in rows]
-        try:
-            columns[key] = [float(v) for v in values]
-        except ValueError:
-            columns[key] = values
-    return columns
-
-
-def save_figure(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
-    plt.close(fig)
-
-
-def figure(rows: int = 1, cols: int = 1, size=(6.0, 4.2)):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)

@@ -1,4 +1,4 @@
-"""χ(ω) from the dipole autocorrelation, classical (../../shared/CONVENTIONS.md), e^{−iωt} time dependence:
+"""χ(ω) from the dipole autocorrelation, classical (docs/conventions.md), e^{−iωt} time dependence:
 
     χ_ab(ω) = [C_ab(0) + iω ∫₀^∞ C_ab(t) e^{iωt} dt] / (ε0 Ω k_B T),   C_ab(t) = ⟨δM_a(0) δM_b(t)⟩,
 

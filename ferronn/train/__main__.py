@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
+from ..cli import add_recipe_options, recipe_from_args
 from ..errors import cli_exit_code
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ferronn.train", description=__doc__)
-    parser.add_argument("--config", "-c", help="YAML recipe (default: the embedded BaTiO3 QE run)")
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m ferronn.train", description=__doc__)
     parser.add_argument("--data", help="training data file (overrides data.path)")
     parser.add_argument("--out", help="output folder (default runs/<recipe name>)")
     parser.add_argument("--epochs", type=int)
@@ -26,27 +24,23 @@ def parse_args(argv=None):
     parser.add_argument("--committee", type=int, metavar="N",
                         help="train N members (seeds seed..seed+N-1, one split) into <out>/member<i>/ and write "
                              "<out>/committee.json: a committee for uncertainty and active learning")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any recipe key, e.g. --set model.num_channels=16 --set train.lr=0.005")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_recipe_options(parser, "YAML recipe (default: the embedded BaTiO3 QE run)",
+                       "--set model.num_channels=16 --set train.lr=0.005")
     return parser.parse_args(argv)
 
 
-def overrides_from_args(args) -> dict:
-    from ..config import parse_overrides
-
-    named = {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
+def named_overrides(args) -> dict:
+    """The recipe keys this command's named options set (None: not given)."""
+    return {"data.path": args.data, "out": args.out, "train.epochs": args.epochs, "train.device": args.device,
              "train.dtype": args.dtype, "train.seed": args.seed, "train.logger": args.logger,
              "train.devices": args.devices, "train.num_nodes": args.num_nodes}
-    return parse_overrides(args.set, named)
 
 
 def run(args) -> None:
-    from .config import load_recipe, to_dict
+    from .config import load_recipe
 
-    config = load_recipe(args.config, overrides_from_args(args))
+    config = recipe_from_args(args, load_recipe, named_overrides(args))
     if args.print_config:
-        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return
     from .run import train, train_committee
 
@@ -56,8 +50,8 @@ def run(args) -> None:
         train(config, resume=args.resume)
 
 
-def main(argv=None) -> int:
-    return cli_exit_code(run, parse_args(argv))
+def main(argv=None, prog=None) -> int:
+    return cli_exit_code(run, parse_args(argv, prog))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
 from .module import EMA, FitTask
 from .plots import born_parity_plot, parity_plot
+from .progress import EpochLines, wants_lines
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISION = {"float32": "32-true", "float64": "64-true"}
@@ -74,7 +75,7 @@ def warm_start(models: dict, folder: str) -> None:
         path = os.path.join(folder, f"{kind}.ckpt")
         if not os.path.exists(path):
             raise ConfigError(f"init_from: '{folder}' has no {kind}.ckpt to start the {kind} model from")
-        source = checkpoint.load(path, kind=kind, dtype=model.dtype)
+        source = checkpoint.load_checkpoint(path, kind=kind, dtype=model.dtype)
         if source.hyperparameters()["config"] != model.hyperparameters()["config"]:
             raise ConfigError(f"init_from: '{path}' was trained with other {kind} hyperparameters than this recipe")
         model.load_state_dict(source.state_dict())
@@ -180,6 +181,8 @@ def fit(config: RunConfig, resume: bool = False):
                                  mode="min", save_top_k=1, save_last=True, enable_version_counter=False)]
     if cfg.ema_decay > 0:
         callbacks.append(EMA(cfg.ema_decay))
+    if cfg.progress_bar and wants_lines():  # a file or pipe: one line per epoch, not a redrawn bar
+        callbacks.append(EpochLines())
     if cfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     distributed = cfg.devices * cfg.num_nodes > 1
@@ -285,7 +288,7 @@ def fit_committee(config: RunConfig, size: int, resume: bool = False):
             per_member.append(json.load(handle)["test"])
         for kind in members:
             path = os.path.join(folder, f"{kind}.ckpt")
-            members[kind].append(trained[kind] if kind in trained else checkpoint.load(path, kind=kind))
+            members[kind].append(trained[kind] if kind in trained else checkpoint.load_checkpoint(path, kind=kind))
     write_committee_file(out, {kind: [os.path.join(f"member{i}", f"{kind}.ckpt") for i in range(size)]
                                for kind in members})
     committees = {kind: committee_of(models) for kind, models in members.items()}
