@@ -40,6 +40,13 @@ class MDConfig:
     fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
     field_kind: str = "constant"  # constant | sine | triangle | ramp (E·t/period): fields are the amplitudes
     field_period_fs: float = 0.0
+    # Non-uniform fields (docs/field-md.md), added to each replica's field and following field_kind's time shape:
+    # regions [{field: [Ex, Ey, Ez], indices: [0, 1, ...]} or {field: [...], axis: x|y|z, lo: 0.0, hi: 0.5}] (a slab
+    # lo <= s < hi of the fractional coordinate, decided on the starting structure), and a per-atom N×3 array of the
+    # structure file (atoms.arrays key, e.g. extxyz 'efield:R:3'), all in V/Å.
+    field_regions: List[dict] = dataclasses.field(default_factory=list)
+    field_array: str = ""
+    polarization_layers: str = ""  # '' | x | y | z: per-layer local polarization to layers.csv every log_every
     pressure_gpa: float = 0.0  # NPT target (hydrostatic)
     copies: int = 1  # independent replicas per (temperature, field)
     dt_fs: float = 1.0
@@ -96,6 +103,12 @@ class MDConfig:
                 bad(key, ">= 0", getattr(self, key))
         if self.field_kind != "constant" and not self.field_period_fs > 0:
             bad("field_period_fs", f"> 0 for field_kind '{self.field_kind}'", self.field_period_fs)
+        if self.field_regions:
+            from ..local_field import parse_regions
+
+            parse_regions(self.field_regions, f"{source}: field_regions")
+        if self.polarization_layers not in ("", "x", "y", "z"):
+            bad("polarization_layers", "'' (off), 'x', 'y' or 'z'", self.polarization_layers)
         if self.compile and self.cueq:
             bad("compile", "false when cueq is true (compiling rebuilds the e3nn model; use one of them)", True)
         eps_inf = self.dielectric.eps_inf

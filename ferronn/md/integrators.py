@@ -11,7 +11,8 @@
   symmetric, so the cell does not rotate.
 
 Every integrator moves positions, evaluates forces once, then advances the cell dipole with the trapezoid rule
-on the integrator's own displacement (affine cell deformation excluded), in ``_move``.
+on the integrator's own displacement (affine cell deformation excluded), in ``_move`` (per atom as well when the
+state carries ``atom_dipoles``, for a non-uniform field).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..field import dipole_increment
+from ..field import atom_dipole_increment, sum_per_structure
 from ..units import AMU_A2_PER_FS2_IN_EV, KB_EV_PER_K
 from .state import MDState, degrees_of_freedom, kinetic_energy, pressure_tensor, volumes
 
@@ -50,9 +51,11 @@ def _move(state: MDState, positions: torch.Tensor, momenta: torch.Tensor, forces
     new = forces_fn(state.replace(positions=positions, momenta=momenta, cell=cell, time=state.time + dt,
                                   step=state.step + 1))
     if new.born is not None:
-        dipole = state.dipole + dipole_increment(state.born, new.born, displacement, state.batch,
-                                                 state.num_replicas).to(state.dipole.dtype)
+        per_atom = atom_dipole_increment(state.born, new.born, displacement)
+        dipole = state.dipole + sum_per_structure(per_atom, state.batch, state.num_replicas).to(state.dipole.dtype)
         new = new.replace(dipole=dipole)
+        if state.atom_dipoles is not None:  # non-uniform field: W = Σ_i E_i·m_i needs each atom's dipole
+            new = new.replace(atom_dipoles=state.atom_dipoles + per_atom.to(state.atom_dipoles.dtype))
     return new
 
 
