@@ -75,18 +75,19 @@ FieldSchedule = Callable[[torch.Tensor], torch.Tensor]
 class TimeDependentField:
     """E(t) in V/Å for t in fs: constant, sine, triangle, or a user callable; evaluated on the device.
 
-    ``kind``: 'constant' → E0; 'sine' → E0·sin(2πt/period + phase); 'triangle' → E0·tri(t/period) with
+    ``kind``: 'constant' → E0; 'sine' → E0·sin(2πt/period + phase); 'cosine' → E0·cos(2πt/period + phase);
+    'triangle' → E0·tri(t/period) with
     tri rising 0 → 1 → 0 → −1 → 0 over one period (hysteresis loops); 'ramp' → E0·t/period (a linear ramp
     that reaches E0 at t = period and goes on: finds switching fields); 'callable' → fn(t) → (3,) or (B, 3).
     """
 
-    KINDS = ("constant", "sine", "triangle", "ramp", "callable")
+    KINDS = ("constant", "sine", "cosine", "triangle", "ramp", "callable")
 
     def __init__(self, amplitude: Union[Sequence[float], torch.Tensor] = (0.0, 0.0, 0.0), kind: str = "constant",
                  period_fs: Optional[float] = None, phase: float = 0.0, fn: Optional[FieldSchedule] = None):
         if kind not in self.KINDS:
             raise ConfigError(f"field.kind: expected one of {self.KINDS}, got '{kind}'")
-        if kind in ("sine", "triangle", "ramp") and not (period_fs and period_fs > 0):
+        if kind in ("sine", "cosine", "triangle", "ramp") and not (period_fs and period_fs > 0):
             raise ConfigError(f"field.period_fs: a {kind} field needs a positive period in fs, got {period_fs}")
         if kind == "callable" and fn is None:
             raise ConfigError("field: kind 'callable' needs fn(t_fs) -> field in V/Å")
@@ -108,6 +109,8 @@ class TimeDependentField:
             return amp * x
         if self.kind == "sine":
             return amp * torch.sin(2 * torch.pi * x + self.phase)
+        if self.kind == "cosine":
+            return amp * torch.cos(2 * torch.pi * x + self.phase)
         frac = torch.remainder(x + self.phase / (2 * torch.pi) + 0.25, 1.0)  # tri(0)=0 rising
         return amp * (1.0 - 4.0 * (frac - 0.5).abs())
 

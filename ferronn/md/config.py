@@ -13,7 +13,7 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..models.compile import BACKENDS
 
-ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")
+ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt", "damped")
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class MDConfig:
     ensemble: str = "nvt_langevin"
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [300.0])  # K
     fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
-    field_kind: str = "constant"  # constant | sine | triangle | ramp (E·t/period): fields are the amplitudes
+    field_kind: str = "constant"  # constant | sine | cosine | triangle | ramp (E·t/period): fields are the amplitudes
     field_period_fs: float = 0.0
     # Non-uniform fields (docs/field-md.md), added to each replica's field and following field_kind's time shape:
     # regions [{field: [Ex, Ey, Ez], indices: [0, 1, ...]} or {field: [...], axis: x|y|z, lo: 0.0, hi: 0.5}] (a slab
@@ -52,7 +52,7 @@ class MDConfig:
     dt_fs: float = 1.0
     steps: int = 1000
     equilibration_steps: int = 200  # not averaged
-    friction_per_fs: float = 0.01  # Langevin γ
+    friction_per_fs: float = 0.01  # Langevin γ (and the damping of the athermal 'damped' ensemble)
     tau_t_fs: float = 100.0  # Nosé–Hoover time constant
     tau_p_fs: float = 1000.0  # barostat time constant
     bulk_modulus_gpa: float = 150.0  # sets the barostat compressibility β_T = 1/B
@@ -122,7 +122,7 @@ class MDConfig:
         return self
 
 
-CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle", "ramp"),
+CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "cosine", "triangle", "ramp"),
            "dtype": ("float32", "float64"), "compile_backend": BACKENDS}
 
 

@@ -162,7 +162,7 @@ class Simulation:
                                   check_every=cfg.neighbour_check_every, born_every=cfg.born_every,
                                   compute_stress=True)
         self.step_fn = self._integrator()
-        self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover")
+        self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover", "damped")
         self.state = self.forces(self.state)
         block = cfg.dielectric.block
         # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
@@ -198,6 +198,8 @@ class Simulation:
                                      generator=self.generator)
         if cfg.ensemble == "nvt_nose_hoover":
             return functools.partial(integrators.nose_hoover_chain, dt=cfg.dt_fs, tau=cfg.tau_t_fs)
+        if cfg.ensemble == "damped":
+            return functools.partial(integrators.damped, dt=cfg.dt_fs, friction=cfg.friction_per_fs)
         return functools.partial(integrators.npt_langevin_scr, dt=cfg.dt_fs, friction=cfg.friction_per_fs,
                                  tau_p=cfg.tau_p_fs, compressibility=EV_PER_A3_TO_GPA / cfg.bulk_modulus_gpa,
                                  generator=self.generator)

@@ -2,6 +2,8 @@
 
 - ``velocity_verlet``: NVE.
 - ``langevin_baoab``: NVT, Langevin in the BAOAB splitting (Leimkuhler–Matthews), friction γ per fs.
+- ``damped``: athermal damped dynamics (0 K): BAOAB with the O stage's friction and no noise, p ← e^{−γdt} p;
+  under a slow field it follows the field-driven minimum (quasi-static switching, the MACE-Field protocol).
 - ``nose_hoover_chain``: NVT, a Nosé–Hoover chain (Martyna–Klein–Tuckerman) around velocity Verlet;
   ``nose_hoover_energy`` is its conserved extra term.
 - ``npt_langevin_scr``: NPT with a fully flexible cell: anisotropic stochastic cell rescaling (Bernetti & Bussi,
@@ -82,6 +84,16 @@ def langevin_baoab(state: MDState, forces_fn: ForcesFn, dt: float, friction: flo
     p = _kick(state, dt / 2)
     half_state = state.replace(positions=_drift(state, p, dt / 2))
     p = _ornstein_uhlenbeck(state, p, dt, friction, generator)
+    positions = _drift(half_state, p, dt / 2)
+    new = _move(state, positions, p, forces_fn, dt)
+    return new.replace(momenta=_kick(new.replace(momenta=p), dt / 2))
+
+
+def damped(state: MDState, forces_fn: ForcesFn, dt: float, friction: float) -> MDState:
+    """One step of athermal damped dynamics (BAOAB without noise), friction γ in 1/fs; no random numbers."""
+    p = _kick(state, dt / 2)
+    half_state = state.replace(positions=_drift(state, p, dt / 2))
+    p = p * math.exp(-friction * dt)
     positions = _drift(half_state, p, dt / 2)
     new = _move(state, positions, p, forces_fn, dt)
     return new.replace(momenta=_kick(new.replace(momenta=p), dt / 2))
