@@ -257,3 +257,8 @@ def test_layers_csv_from_md(qe_frames, models, tmp_path):
     assert all(np.isfinite(float(r[f"P{a}_uC_cm2"])) for r in rows for a in "xyz")
     log = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert "field_work_eV" in log[0] and float(log[-1]["field_work_eV"]) != 0.0
+    from ferronn.study.layers import plot_profiles, profile
+
+    step, s, p = profile(str(tmp_path / "layers.csv"), "last")
+    assert step == 4 and list(p) == [float(r["Pz_uC_cm2"]) for r in rows[2:]] and list(s) == sorted(s)
+    assert len(plot_profiles([("end", str(tmp_path / "layers.csv"), "last")]).axes[0].lines) >= 1
