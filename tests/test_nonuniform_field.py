@@ -252,7 +252,7 @@ def test_layers_csv_from_md(qe_frames, models, tmp_path):
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "layers.csv")))
-    assert [int(r["step"]) for r in rows] == [2, 2, 4, 4] and {r["layer"] for r in rows} == {"0", "1"}
+    assert [int(r["step"]) for r in rows] == [0, 0, 2, 2, 4, 4] and {r["layer"] for r in rows} == {"0", "1"}
     assert [float(r["s_frac"]) for r in rows[:2]] == sorted(float(r["s_frac"]) for r in rows[:2])
     assert all(np.isfinite(float(r[f"P{a}_uC_cm2"])) for r in rows for a in "xyz")
     log = list(csv.DictReader(open(tmp_path / "log.csv")))
@@ -260,5 +260,5 @@ def test_layers_csv_from_md(qe_frames, models, tmp_path):
     from ferronn.study.layers import plot_profiles, profile
 
     step, s, p = profile(str(tmp_path / "layers.csv"), "last")
-    assert step == 4 and list(p) == [float(r["Pz_uC_cm2"]) for r in rows[2:]] and list(s) == sorted(s)
+    assert step == 4 and list(p) == [float(r["Pz_uC_cm2"]) for r in rows[4:]] and list(s) == sorted(s)
     assert len(plot_profiles([("end", str(tmp_path / "layers.csv"), "last")]).axes[0].lines) >= 1

@@ -240,6 +240,8 @@ class Simulation:
         steps = total - self.steps_done if steps is None else steps
         os.makedirs(self.out, exist_ok=True)
         bar = _progress(steps, progress)
+        if self.steps_done == 0 and not os.path.exists(os.path.join(self.out, "layers.csv")):
+            self._log_layers()  # the profile before anything moved
         start = time.perf_counter()
         for _ in range(steps):
             try:
@@ -282,16 +284,20 @@ class Simulation:
                    "work": self.field_work().cpu().tolist()}
         spread = {k: v.cpu().tolist() for k, v in sorted(self.forces.spread.items())}
         append_log(os.path.join(self.out, "log.csv"), self.steps_done, float(s.time), columns, spread)
-        if self.layers is not None and s.born is not None:
-            layers = self.layers(s.positions, s.cell, s.born) * E_PER_A2_TO_UC_PER_CM2
-            append_layers(os.path.join(self.out, "layers.csv"), self.steps_done, float(s.time),
-                          self.layers.layer_positions.tolist(), layers.cpu().tolist())
+        self._log_layers()
         if bar is not None:
             post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(p_gpa.mean()):.2f}GPa"}
             eps = self._fluctuation_epsilon() or self.dielectric.finite_field()
             if eps is not None:
                 post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
             bar.set_postfix(post, refresh=False)
+
+    def _log_layers(self):
+        s = self.state
+        if self.layers is not None and s.born is not None:
+            layers = self.layers(s.positions, s.cell, s.born) * E_PER_A2_TO_UC_PER_CM2
+            append_layers(os.path.join(self.out, "layers.csv"), self.steps_done, float(s.time),
+                          self.layers.layer_positions.tolist(), layers.cpu().tolist())
 
     def _fluctuation_epsilon(self):
         """(ε, error) from the zero-field dipole fluctuations, or None: not asked for (dielectric.fluctuation) or no
