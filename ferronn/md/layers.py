@@ -66,7 +66,12 @@ class LayerPolarization:
             ref = s.min()
             k = np.floor(((s - ref) % 1.0) * n_layers + 0.5).astype(np.int64) % n_layers
             layer.append(b * n_layers + k)
-            positions.append([(ref + m / n_layers) % 1.0 for m in range(n_layers)])
+            # each layer's position: the circular mean of its Ti, in [−½/L, 1 − ½/L) so a plane at s ≈ 1 reads ≈ 0
+            angle = 2 * np.pi * s
+            mean = [np.arctan2(np.sin(angle[k == m]).mean(), np.cos(angle[k == m]).mean()) / (2 * np.pi)
+                    if (k == m).any() else (ref + m / n_layers) for m in range(n_layers)]
+            low = -0.5 / n_layers
+            positions.append([(x - low) % 1.0 + low for x in mean])
             offset += len(atoms)
         # Relabel layers so that layer 0 has the lowest fractional coordinate in each replica.
         positions = np.array(positions)

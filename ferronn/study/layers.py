@@ -29,7 +29,7 @@ def profile(csv_path: str, step="last", replica: int = 0, component: str = "z") 
     sel = (steps == chosen) & (np.array(cols["replica"], dtype=int) == replica)
     if not sel.any():
         raise ConfigError(f"'{csv_path}': no rows for step {chosen}, replica {replica} (steps {steps.min()}..{steps.max()})")
-    order = np.argsort(np.array(cols["layer"])[sel])
+    order = np.argsort(np.array(cols["s_frac"])[sel], kind="stable")  # along the axis
     s = np.array(cols["s_frac"])[sel][order]
     p = np.array(cols[f"P{component}_uC_cm2"])[sel][order]
     return chosen, s, p
