@@ -220,6 +220,15 @@ def _summarise(st, ledger: Ledger, unit: dict) -> dict:
     kept = [c for k in range(st.discard_cycles, st.cycles) for c in ledger.get(f"{unit['prefix']}cycle{k}")["replicas"]]
     pr, pr_err = _mean_err([(c["P_r_plus"] - c["P_r_minus"]) / 2 for c in kept])
     ec, ec_err = _mean_err([(c["E_c_plus"] - c["E_c_minus"]) / 2 for c in kept])
+    branches = "both"
+    if ec is None:  # e.g. one sine cycle from a poled start: it switches down once and back up only next cycle
+        for key, which in (("E_c_minus", "down-switch only"), ("E_c_plus", "up-switch only")):
+            ec, ec_err = _mean_err([abs(c[key]) for c in kept])
+            if ec is not None:
+                branches = which
+                break
+        else:
+            branches = "none"
     closes = {}
     for tip in ("top", "bottom"):
         mean, err = _mean_err([c[f"P_{tip}_rising"] - c[f"P_{tip}_falling"] for c in kept])
@@ -237,6 +246,7 @@ def _summarise(st, ledger: Ledger, unit: dict) -> dict:
             "P_r_uC_cm2": pr, "P_r_err_uC_cm2": pr_err, "E_c_V_per_A": ec, "E_c_err_V_per_A": ec_err,
             "E_c_kV_per_cm": scale(ec, V_PER_A_TO_KV_PER_CM), "E_c_err_kV_per_cm": scale(ec_err, V_PER_A_TO_KV_PER_CM),
             "E_c_MV_per_cm": scale(ec, V_PER_A_TO_MV_PER_CM), "E_c_err_MV_per_cm": scale(ec_err, V_PER_A_TO_MV_PER_CM),
+            "E_c_branches": branches,
             "cycles_used": st.cycles - st.discard_cycles, "samples_used": len(kept), "closes": closes,
             "loop_closes": False if False in verdicts else (None if None in verdicts else True),
             "wall_s": wall.get("wall_s"), "atoms": wall.get("atoms"), "ns_per_day": ns_per_day}
@@ -320,9 +330,10 @@ def plot(csv_path: str, result: dict, discard_cycles: int = 0):
     top.set_xlabel("E (V/Å)")
     if "P_r_uC_cm2" in result:
         closes = {True: "loop closes", False: "loop does not close", None: "closure undecided"}[result["loop_closes"]]
+        branch = "" if result.get("E_c_branches", "both") in ("both", "none") else f" ({result['E_c_branches']})"
         ax.set_title(f"P_r = {with_error(result['P_r_uC_cm2'], result['P_r_err_uC_cm2'], 'μC/cm²')}, "
-                     f"E_c = {with_error(result['E_c_MV_per_cm'], result['E_c_err_MV_per_cm'], 'MV/cm')}; {closes}",
-                     fontsize=8)
+                     f"E_c = {with_error(result['E_c_MV_per_cm'], result['E_c_err_MV_per_cm'], 'MV/cm')}{branch}; "
+                     f"{closes}", fontsize=8)
     ax.axhline(0, color="0.7", lw=0.5)
     ax.axvline(0, color="0.7", lw=0.5)
     ax.legend(fontsize=7)
