@@ -8,6 +8,10 @@ Physics (docs/conventions.md): with a uniform field E (V/Å) the calculator retu
     energy  U = U0 − M·E                       (eV; ``energy_zero_field`` holds U0)
     dipole  M = M_ref + Σ_κ ½(Z*_κ(R_ref) + Z*_κ(R))·Δu_κ   (e·Å, Δu the minimum image of R − R_ref)
     polarization P = M/Ω                       (e/Å²)
+Non-uniform fields: ``field`` may also be an N×3 array (V/Å at each atom) or a callable ``fn(atoms)`` returning
+(3,) or (N, 3), and ``field_regions`` (atom indices or fractional slabs, ``ferronn.local_field``) and ``field_array``
+(an ``atoms.arrays`` key, N×3) add to it; then F_i = F0_i + Z*_iᵀE_i and U = U0 − Σ_i E_i·m_i − Ē·M_ref with
+m_i = ½(Z*_i(R_ref) + Z*_i(R))·Δu_i and Ē the mean field over the atoms (so a uniform E_i gives U0 − M·E exactly).
 M is a one-segment trapezoid from the reference structure (``set_reference``, else the first structure this
 calculator sees); ``ferronn.md`` instead integrates M along the trajectory step by step, which is exact for the
 work the field does. Energy and forces are exactly consistent only at zero field or for a constant Z*: with a
@@ -29,7 +33,9 @@ from . import keys as K
 from .data.graph import SpeciesTable, atoms_to_batch
 from .data.verlet import VerletList
 from .errors import CheckpointError, DataError
-from .field import as_field_vector, dipole_increment, field_energy, field_forces
+from .errors import ConfigError
+from .field import as_field_vector, atom_dipole_increment, field_energy, field_forces, sum_per_structure
+from .local_field import local_amplitudes, parse_regions
 from .config import resolve_device
 from .models import check_compatible, predict
 
@@ -51,10 +57,10 @@ class FerroCalculator(Calculator):
                               "dipole", "polarization", "energy_std", "forces_std", "born_charges_std"]
 
     def __init__(self, model, born=None, device=None, dtype=None, field=(0.0, 0.0, 0.0), skin: float = 0.5,
-                 **kwargs):
+                 field_regions=None, field_array: str = "", **kwargs):
         """``model``/``born``: checkpoint paths, committee folders (``train --committee N``; then the results also hold
         ``energy_std``, ``forces_std``, ``born_charges_std``) or loaded models; ``skin`` (Å) of the reused
-        neighbour list."""
+        neighbour list; ``field``, ``field_regions``, ``field_array``: see the module docstring."""
         self._attached = None  # before ASE's __init__: Calculator(atoms=...) attaches through set_atoms
         super().__init__(**kwargs)
         self.device = resolve_device("auto" if device is None else str(device), "FerroCalculator device")
@@ -76,21 +82,70 @@ class FerroCalculator(Calculator):
         self._edges = None
         self._layout = None
         self._reference = None
+        self.field_regions = parse_regions(field_regions or [], "FerroCalculator field_regions")
+        self.field_array = field_array
+        if (self.field_regions or field_array) and self.born_model is None:
+            raise CheckpointError("a non-zero field needs Born charges: pass born='.../born.ckpt'")
         self.field = field
 
     # --- field and reference -------------------------------------------------------------------------------
     @property
-    def field(self) -> np.ndarray:
-        """External field (3,) in V/Å; may be changed between calls (a time-dependent field in ASE MD)."""
-        return self._field.cpu().numpy()
+    def field(self):
+        """External field in V/Å: (3,), an N×3 array or a callable; may be changed between calls (a time-dependent
+        field in ASE MD)."""
+        if self._field_fn is not None:
+            return self._field_fn
+        return (self._field if self._atom_field is None else self._atom_field).cpu().numpy()
 
     @field.setter
     def field(self, value):
-        field = as_field_vector(value, "FerroCalculator field", self.dtype, self.device)
-        if bool(field.any()) and self.born_model is None:
+        self._field_fn, self._atom_field = None, None
+        if callable(value):
+            self._field_fn, field = value, torch.zeros(3, dtype=self.dtype, device=self.device)
+            nonzero = True
+        elif np.ndim(value) == 2:
+            self._atom_field = self._per_atom(value, "FerroCalculator field")
+            field = torch.zeros(3, dtype=self.dtype, device=self.device)
+            nonzero = bool(self._atom_field.any())
+        else:
+            field = as_field_vector(value, "FerroCalculator field", self.dtype, self.device)
+            nonzero = bool(field.any())
+        if nonzero and self.born_model is None:
             raise CheckpointError("a non-zero field needs Born charges: pass born='.../born.ckpt'")
         self._field = field
         self.results = {}  # the field is not part of ASE's system state: invalidate cached results by hand
+
+    def _per_atom(self, value, loc: str, n: Optional[int] = None) -> torch.Tensor:
+        """An (N, 3) field in V/Å as a tensor, or a one-line error naming ``loc`` and the shape received."""
+        try:
+            arr = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{loc}: expected (Ex, Ey, Ez) or an N×3 array in V/Å ({exc})") from None
+        if arr.ndim != 2 or arr.shape[1] != 3 or (n is not None and arr.shape[0] != n):
+            want = f"({n}, 3)" if n is not None else "(N, 3)"
+            raise ConfigError(f"{loc}: expected (Ex, Ey, Ez) or a per-atom field of shape {want} in V/Å, got shape "
+                              f"{tuple(arr.shape)}")
+        if not bool(torch.isfinite(arr).all()):
+            raise ConfigError(f"{loc}: the field must be finite")
+        return arr
+
+    def field_at_atoms(self, atoms) -> Optional[torch.Tensor]:
+        """E_i (N, 3) V/Å for ``atoms``, or None when the field is uniform (then ``_field`` applies to every atom)."""
+        if self._field_fn is None and self._atom_field is None and not self.field_regions and not self.field_array:
+            return None
+        n = len(atoms)
+        out = self._field.expand(n, 3)
+        if self._atom_field is not None:
+            out = out + self._per_atom(self._atom_field, "FerroCalculator field", n)
+        if self._field_fn is not None:
+            value = self._field_fn(atoms)
+            out = out + (as_field_vector(value, "FerroCalculator field(atoms)", self.dtype, self.device)
+                         if np.ndim(value) == 1 else self._per_atom(value, "FerroCalculator field(atoms)", n))
+        if self.field_regions or self.field_array:
+            local = local_amplitudes(atoms, self.field_regions, self.field_array, "FerroCalculator: structure",
+                                     "FerroCalculator field_regions")
+            out = out + torch.as_tensor(local, dtype=self.dtype, device=self.device)
+        return out
 
     def set_reference(self, atoms, dipole=(0.0, 0.0, 0.0)):
         """Structure R_ref whose cell dipole is ``dipole`` (e·Å): M is reported relative to it."""
@@ -126,6 +181,12 @@ class FerroCalculator(Calculator):
         return out[K.BORN_CHARGES]
 
     def _dipole(self, atoms, batch, born) -> torch.Tensor:
+        """M (3,) e·Å."""
+        ref, per_atom = self._atom_dipoles(atoms, batch, born)
+        return ref + sum_per_structure(per_atom, batch[K.BATCH], 1)[0]
+
+    def _atom_dipoles(self, atoms, batch, born):
+        """(M_ref (3,), m_i (N, 3)) in e·Å: the reference dipole and each atom's trapezoid increment since R_ref."""
         ref = self._reference
         if ref is None or len(ref["numbers"]) != len(atoms) or (ref["numbers"] != atoms.numbers).any():
             self.set_reference(atoms)
@@ -137,7 +198,7 @@ class FerroCalculator(Calculator):
             frac = delta @ torch.linalg.inv(cell)
             frac = torch.where(periodic, frac - torch.round(frac), frac)
             delta = frac @ cell
-        return ref["dipole"] + dipole_increment(ref["born"], born, delta, batch[K.BATCH], 1)[0]
+        return ref["dipole"], atom_dipole_increment(ref["born"], born, delta)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -159,10 +220,18 @@ class FerroCalculator(Calculator):
             results["forces_std"] = out[K.FORCES_STD].detach().cpu().numpy()
         if self.born_model is not None:
             born = self._born(batch, results)
-            dipole = self._dipole(atoms, batch, born)
+            reference, per_atom = self._atom_dipoles(atoms, batch, born)
+            dipole = reference + sum_per_structure(per_atom, batch[K.BATCH], 1)[0]
             field = self._field
-            forces = forces + field_forces(born, field.expand(born.shape[0], 3))
-            energy = u0.detach() + field_energy(dipole.to(torch.float64), field.to(torch.float64))
+            atom_field = self.field_at_atoms(atoms)
+            if atom_field is None:
+                forces = forces + field_forces(born, field.expand(born.shape[0], 3))
+                energy = u0.detach() + field_energy(dipole.to(torch.float64), field.to(torch.float64))
+            else:  # W = Σ_i E_i·m_i + Ē·M_ref (= M·E for a uniform field)
+                forces = forces + field_forces(born, atom_field)
+                work = (atom_field * per_atom).sum() + (atom_field.mean(0) * reference).sum()
+                energy = u0.detach() - work.to(torch.float64)
+                results["field_per_atom"] = atom_field.detach().cpu().numpy()
             results["born_charges"] = born.detach().cpu().numpy()
             results["dipole"] = dipole.detach().cpu().numpy()
             if periodic:

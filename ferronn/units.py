@@ -30,6 +30,7 @@ AMU_A2_PER_FS2_IN_EV = ATOMIC_MASS_UNIT_KG * ANGSTROM_M**2 / FEMTOSECOND_S**2 / 
 E_PER_A2_TO_UC_PER_CM2 = ELEMENTARY_CHARGE_C / ANGSTROM_M**2 * 100.0
 #: Electric field: 1 V/Å in kV/cm.
 V_PER_A_TO_KV_PER_CM = 1.0 / ANGSTROM_M / 1e5
+V_PER_A_TO_MV_PER_CM = V_PER_A_TO_KV_PER_CM / 1e3
 #: Spectroscopy: angular frequency ω (rad/fs) of 1 cm⁻¹ (ω = 2πc·ν̃), and 1 THz in cm⁻¹ (≈ 33.356).
 RAD_PER_FS_PER_WAVENUMBER = 2 * math.pi * SPEED_OF_LIGHT_M_PER_S * 100.0 * FEMTOSECOND_S
 WAVENUMBER_PER_THZ = 1e12 / (SPEED_OF_LIGHT_M_PER_S * 100.0)

@@ -194,9 +194,41 @@ def test_hysteresis_study_end_to_end(tmp_path, capsys):
     cycle0 = np.array(cols["cycle"]) == 0
     replica0 = np.array(cols["replica"]) == 0
     x, y = _plotted(fig)[0]
-    np.testing.assert_allclose(x, np.array(cols["E_kV_per_cm"])[cycle0 & replica0])
+    np.testing.assert_allclose(x, np.array(cols["E_MV_per_cm"])[cycle0 & replica0])
     np.testing.assert_allclose(y, np.array(cols["P_uC_cm2"])[cycle0 & replica0])
     assert max(abs(v) for v in cols["E_V_per_A"]) == pytest.approx(0.3, rel=0.1)  # sampled near the tips
+
+
+@pytest.mark.slow  # four short MD units and their plots
+def test_hysteresis_sweep_units_resume_and_single_samples(tmp_path, capsys, monkeypatch):
+    """Temperatures × periods: one unit each (own folder, resumable); one kept cycle of one replica gives no error
+    bar (null) and leaves closure undecided (null), never NaN or false; E_c(T) is drawn beside allegro-pol's points."""
+    args = _md_args(tmp_path, **{"hysteresis.amplitude": 0.3, "hysteresis.cycles": 1, "hysteresis.discard_cycles": 0,
+                                 "hysteresis.sample_every": 2, "hysteresis.temperatures": "[300,100]",
+                                 "hysteresis.periods_fs": "[40,20]", "hysteresis.shape": "cosine"})
+    out, result = _run("hysteresis", tmp_path, capsys, *args)
+    units = result["units"]
+    assert sorted((u["temperature_K"], u["period_fs"]) for u in units) == [(100, 20), (100, 40), (300, 20), (300, 40)]
+    assert all((out / f"T{t:g}K_P{q:g}fs" / "restart.pt").exists() for t in (300, 100) for q in (40, 20))
+    for u in units:
+        assert u["samples_used"] == 1 and u["P_r_err_uC_cm2"] is None and u["E_c_err_MV_per_cm"] is None
+        assert u["loop_closes"] is None and all(v["closed"] is None for v in u["closes"].values())
+    summary = read_csv(out / "hysteresis_summary.csv")
+    assert len(summary["T_K"]) == 4 and summary["P_r_err_uC_cm2"] == [""] * 4
+    cols = read_csv(out / "hysteresis.csv")
+    expected = 0.3 * np.cos(2 * np.pi * np.array(cols["time_fs"]) / np.array(cols["period_fs"]))
+    np.testing.assert_allclose(cols["E_V_per_A"], expected, atol=1e-9)  # a cosine: starts at +E_max
+    np.testing.assert_allclose(np.array(cols["E_MV_per_cm"]), 100.0 * np.array(cols["E_V_per_A"]), rtol=1e-12)
+    fig = hysteresis.plot_coercive_temperature(units)
+    assert any(len(x) == 2 and np.allclose(x, [280.0, 350.0]) for x, _ in _plotted(fig))  # allegro-pol's endpoints
+    assert (out / "coercive_field_T.png").stat().st_size > 5000 and (out / "coercive_field_period.png").exists()
+    # A single unit with one sample titles its loop without "nan" and says so.
+    title = hysteresis.plot(str(out / "hysteresis.csv"), {**units[0], "loop_closes": None}).axes[0].get_title()
+    assert "nan" not in title and "no error bar" in title and "undecided" in title
+    # Resume: nothing is rerun.
+    monkeypatch.setattr(hysteresis, "resumed_simulation", lambda *a, **k: pytest.fail("a finished unit was redone"))
+    _, again = _run("hysteresis", tmp_path, capsys, *args)
+    assert [u["P_r_uC_cm2"] for u in again["units"]] == [u["P_r_uC_cm2"] for u in units]
 
 
 @pytest.mark.slow  # long MD run (a whole study)

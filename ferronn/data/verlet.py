@@ -44,6 +44,15 @@ class VerletList:
         self.builds += 1
         return torch.cat(edges, dim=1), torch.cat(shifts)
 
+    def state_dict(self) -> dict:
+        """What a restart needs to continue with the same list decisions (tensors only)."""
+        return {"ref_positions": self._ref_positions, "ref_cell_inv": self._ref_cell_inv,
+                "builds": torch.tensor(self.builds)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._ref_positions, self._ref_cell_inv = state["ref_positions"], state["ref_cell_inv"]
+        self.builds = int(state["builds"])
+
     def stale(self, positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor,
               fraction: float = 1.0) -> torch.Tensor:
         """0-d bool tensor on the device: True when some structure has used ``fraction`` of the skin's guarantee

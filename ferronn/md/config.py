@@ -13,7 +13,7 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..models.compile import BACKENDS
 
-ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt")
+ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover", "npt", "damped")
 
 
 @dataclasses.dataclass
@@ -38,14 +38,21 @@ class MDConfig:
     ensemble: str = "nvt_langevin"
     temperatures: List[float] = dataclasses.field(default_factory=lambda: [300.0])  # K
     fields: List[List[float]] = dataclasses.field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # V/Å
-    field_kind: str = "constant"  # constant | sine | triangle | ramp (E·t/period): fields are the amplitudes
+    field_kind: str = "constant"  # constant | sine | cosine | triangle | ramp (E·t/period): fields are the amplitudes
     field_period_fs: float = 0.0
+    # Non-uniform fields (docs/field-md.md), added to each replica's field and following field_kind's time shape:
+    # regions [{field: [Ex, Ey, Ez], indices: [0, 1, ...]} or {field: [...], axis: x|y|z, lo: 0.0, hi: 0.5}] (a slab
+    # lo <= s < hi of the fractional coordinate, decided on the starting structure), and a per-atom N×3 array of the
+    # structure file (atoms.arrays key, e.g. extxyz 'efield:R:3'), all in V/Å.
+    field_regions: List[dict] = dataclasses.field(default_factory=list)
+    field_array: str = ""
+    polarization_layers: str = ""  # '' | x | y | z: per-layer local polarization to layers.csv every log_every
     pressure_gpa: float = 0.0  # NPT target (hydrostatic)
     copies: int = 1  # independent replicas per (temperature, field)
     dt_fs: float = 1.0
     steps: int = 1000
     equilibration_steps: int = 200  # not averaged
-    friction_per_fs: float = 0.01  # Langevin γ
+    friction_per_fs: float = 0.01  # Langevin γ (and the damping of the athermal 'damped' ensemble)
     tau_t_fs: float = 100.0  # Nosé–Hoover time constant
     tau_p_fs: float = 1000.0  # barostat time constant
     bulk_modulus_gpa: float = 150.0  # sets the barostat compressibility β_T = 1/B
@@ -96,6 +103,12 @@ class MDConfig:
                 bad(key, ">= 0", getattr(self, key))
         if self.field_kind != "constant" and not self.field_period_fs > 0:
             bad("field_period_fs", f"> 0 for field_kind '{self.field_kind}'", self.field_period_fs)
+        if self.field_regions:
+            from ..local_field import parse_regions
+
+            parse_regions(self.field_regions, f"{source}: field_regions")
+        if self.polarization_layers not in ("", "x", "y", "z"):
+            bad("polarization_layers", "'' (off), 'x', 'y' or 'z'", self.polarization_layers)
         if self.compile and self.cueq:
             bad("compile", "false when cueq is true (compiling rebuilds the e3nn model; use one of them)", True)
         eps_inf = self.dielectric.eps_inf
@@ -109,7 +122,7 @@ class MDConfig:
         return self
 
 
-CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "triangle", "ramp"),
+CHOICES = {"ensemble": ENSEMBLES, "field_kind": ("constant", "sine", "cosine", "triangle", "ramp"),
            "dtype": ("float32", "float64"), "compile_backend": BACKENDS}
 
 

@@ -5,19 +5,24 @@
 
 The loop itself is ``integrator(state, forces, dt)``; reading to the host happens only every ``log_every``
 steps (CSV, progress bar), every ``guard_every`` steps (NaN / close-contact guard) and at neighbour checks.
-Outputs in ``out/``: ``log.csv``, ``trajectory_r{b}.extxyz`` (ASE/OVITO-readable, unwrapped positions),
-``restart.pt`` (tensors only, loaded with weights_only=True), ``summary.json`` and, if the guard stops a run,
-``last_good.extxyz``; all but the trajectories are written atomically.
+Outputs in ``out/`` (written by ``md.outputs``): ``log.csv``, ``layers.csv`` (per-layer local polarization, with
+``polarization_layers``), ``trajectory_r{b}.extxyz`` (ASE/OVITO-readable, unwrapped positions), ``restart.pt``
+(tensors only, loaded with weights_only=True), ``summary.json`` and, if the guard stops a run, ``last_good.extxyz``;
+all but the trajectories are written atomically.
+
+Fields: ``FieldSchedule`` (``ferronn.field``) owns them: each replica's uniform E(t) and, with ``field_regions``,
+``field_array`` or a ``local_field`` callable, the field E_i at each atom (``ferronn.local_field``); then the per-atom
+dipoles are integrated too and H = K + U0 − Σ_i E_i·m_i.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
 import time
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .. import keys as K
@@ -25,15 +30,19 @@ from ..atomic import atomic_path, write_json
 from ..data.graph import MIN_INTERATOMIC_DISTANCE, SpeciesTable, atoms_to_batch, neighbour_list
 from ..data.verlet import pair_lengths
 from ..errors import CheckpointError, ConfigError, DataError, SimulationError, where
-from ..field import TimeDependentField, field_energy
+from ..field import FieldSchedule, LocalFieldFn, TimeDependentField, field_energy, local_field_energy
+from ..local_field import AXES, check_local_fn, local_amplitudes, parse_regions
 from ..config import resolve_device
 from ..models import check_compatible
 from ..models.checkpoint import atomic_torch_save
-from ..units import AMU_A2_PER_FS2_IN_EV, ASE_TIME_UNIT_FS, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
+from ..units import AMU_A2_PER_FS2_IN_EV, E_PER_A2_TO_UC_PER_CM2, EV_PER_A3_TO_GPA, KB_EV_PER_K, atomic_masses
 from . import integrators
 from .config import MDConfig
 from .forces import ModelForces
+from .layers import LayerPolarization
 from .observables import BlockAverage, Dielectric, data_eps_inf
+from .outputs import LOG_FIELDS, SPREAD_COLUMNS, append_layers, append_log, replica_atoms, write_frames  # noqa: F401
+from .outputs import progress as _progress, truncate_outputs as _truncate_outputs
 from .state import MDState, kinetic_energy, pressure, temperature, volumes, without_centre_of_mass_motion
 from .heap import keep_large_allocations_on_the_heap
 
@@ -101,18 +110,15 @@ def load_inputs(config: MDConfig):
     return energy, born, starts if isinstance(config.index, list) else starts[0]
 
 
-#: Log columns of a committee's spread (ModelForces.spread), present only when the models are committees.
-SPREAD_COLUMNS = {"born": "born_std_max_e", "forces": "force_std_max_eV_A"}
-
-
 class Simulation:
     """Batched replicas + force provider + integrator + accumulators (see the module docstring)."""
 
-    LOG_FIELDS = ["step", "time_fs", "replica", "temperature_K", "target_K", "potential_eV", "kinetic_eV",
-                  "enthalpy_eV", "pressure_GPa", "volume_A3", "Ex", "Ey", "Ez", "Mx", "My", "Mz", "Px_uC_cm2",
-                  "Py_uC_cm2", "Pz_uC_cm2", "a_A", "b_A", "c_A"]
+    LOG_FIELDS = LOG_FIELDS
 
-    def __init__(self, config: MDConfig, energy_model, born_model, atoms, out: Optional[str] = None):
+    def __init__(self, config: MDConfig, energy_model, born_model, atoms, out: Optional[str] = None,
+                 local_field: Optional[LocalFieldFn] = None):
+        """``local_field``: an optional field g(positions (N, 3) Å, time 0-d fs) → (N, 3) V/Å at each atom of the
+        whole batch, added to the recipe's fields (on the device, every force call)."""
         self.config = cfg = config.validate()
         self.device = resolve_device(cfg.device, "md recipe: device")
         self.dtype = getattr(torch, cfg.dtype)
@@ -129,37 +135,60 @@ class Simulation:
         self.born_model = born_model.to(device=self.device, dtype=self.dtype).eval() if born_model else None
         self.out = out if out is not None else cfg.out
         table = replica_table(cfg)
-        if any(any(f) for _, f in table) and self.born_model is None:
+        starts = atoms if isinstance(atoms, (list, tuple)) else [atoms]  # replica b starts from starts[b % len]
+        starts = [starts[b % len(starts)] for b in range(len(table))]
+        local = None
+        if cfg.field_regions or cfg.field_array:
+            regions = parse_regions(cfg.field_regions, "md recipe: field_regions")
+            local = np.concatenate([local_amplitudes(a, regions, cfg.field_array, f"md recipe: structure '{cfg.structure}'"
+                                                     f" (replica {b})", "md recipe: field_regions")
+                                    for b, a in enumerate(starts)])
+        if (any(any(f) for _, f in table) or local_field is not None or (local is not None and local.any())) \
+                and self.born_model is None:
             raise ConfigError("md recipe: a non-zero field needs Born charges; set 'born' to a born.ckpt")
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         species = SpeciesTable(self.energy_model.atomic_numbers)
         temps, fields = [t for t, _ in table], [f for _, f in table]
         pressure = cfg.pressure_gpa / EV_PER_A3_TO_GPA
-        starts = atoms if isinstance(atoms, (list, tuple)) else [atoms]  # replica b starts from starts[b % len]
-        self.state = initial_state([starts[b % len(starts)] for b in range(len(table))], temps, fields,
-                                   [pressure] * len(table), species, self.dtype, self.device, self.generator)
-        schedule = TimeDependentField(torch.as_tensor(fields, dtype=torch.float64), cfg.field_kind,
-                                      cfg.field_period_fs or None)
+        self.state = initial_state(starts, temps, fields, [pressure] * len(table), species, self.dtype, self.device,
+                                   self.generator)
+        if local_field is not None:
+            check_local_fn(local_field, self.state.positions, self.state.time, "Simulation local_field")
+        self.schedule = schedule = FieldSchedule(
+            TimeDependentField(torch.as_tensor(fields, dtype=torch.float64), cfg.field_kind, cfg.field_period_fs or None),
+            None if local is None else torch.as_tensor(local, dtype=self.dtype, device=self.device), local_field)
+        if schedule.nonuniform:
+            self.state = self.state.replace(atom_dipoles=torch.zeros_like(self.state.positions))
         self.forces = ModelForces(self.energy_model, self.born_model, field=schedule, skin=cfg.skin,
                                   check_every=cfg.neighbour_check_every, born_every=cfg.born_every,
                                   compute_stress=True)
         self.step_fn = self._integrator()
-        self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover")
+        self.momentum_conserved = cfg.ensemble in ("nve", "nvt_nose_hoover", "damped")
         self.state = self.forces(self.state)
         block = cfg.dielectric.block
         # Replicas are classified by their field amplitude, not E(t=0), which is zero for a sine or triangle.
         eps_inf = cfg.dielectric.eps_inf
         eps_inf = data_eps_inf(cfg.structure) if eps_inf == "data" else torch.as_tensor(eps_inf, dtype=torch.float64)
+        nonuniform = None  # replicas with a non-uniform field are in neither estimator of ε
+        if schedule.nonuniform:
+            nonuniform = torch.ones(len(table), dtype=torch.bool) if local_field is not None else torch.zeros(
+                len(table), dtype=torch.float64).index_add(0, self.state.batch.cpu(),
+                                                           torch.as_tensor(np.abs(local).sum(-1))).gt(0)
         self.dielectric = Dielectric(schedule.amplitude, self.state.temperature_target, eps_inf, block,
-                                     constant_field=cfg.field_kind == "constant")
+                                     constant_field=cfg.field_kind == "constant", nonuniform=nonuniform)
+        self.layers = None
+        if cfg.polarization_layers:
+            self.layers = LayerPolarization(replica_atoms(self.state, 0), AXES[cfg.polarization_layers],
+                                            device=self.device, dtype=self.dtype, loc="md recipe: polarization_layers")
         self.averages = {name: BlockAverage(block) for name in ("temperature", "pressure", "cell_lengths", "cell")}
         self.steps_done = 0
         self.wall_s = 0.0
         self._last_good = (0, self.state)  # (step, state) of the last guard check that passed
 
     @classmethod
-    def from_config(cls, config: MDConfig, out: Optional[str] = None) -> "Simulation":
-        return cls(config, *load_inputs(config), out=out)
+    def from_config(cls, config: MDConfig, out: Optional[str] = None,
+                    local_field: Optional[LocalFieldFn] = None) -> "Simulation":
+        return cls(config, *load_inputs(config), out=out, local_field=local_field)
 
     def _integrator(self):
         cfg = self.config
@@ -170,15 +199,27 @@ class Simulation:
                                      generator=self.generator)
         if cfg.ensemble == "nvt_nose_hoover":
             return functools.partial(integrators.nose_hoover_chain, dt=cfg.dt_fs, tau=cfg.tau_t_fs)
+        if cfg.ensemble == "damped":
+            return functools.partial(integrators.damped, dt=cfg.dt_fs, friction=cfg.friction_per_fs)
         return functools.partial(integrators.npt_langevin_scr, dt=cfg.dt_fs, friction=cfg.friction_per_fs,
                                  tau_p=cfg.tau_p_fs, compressibility=EV_PER_A3_TO_GPA / cfg.bulk_modulus_gpa,
                                  generator=self.generator)
 
     # --- observables --------------------------------------------------------------------------------------------
+    def field_work(self, state: Optional[MDState] = None) -> torch.Tensor:
+        """W (B,) in eV: M·E for a uniform field, Σ_i E_i·m_i for a non-uniform one."""
+        return -self._field_term(self.state if state is None else state)
+
+    @staticmethod
+    def _field_term(s: MDState) -> torch.Tensor:
+        if s.atom_field is not None and s.atom_dipoles is not None:
+            return local_field_energy(s.atom_dipoles, s.atom_field, s.batch, s.num_replicas).to(torch.float64)
+        return field_energy(s.dipole, s.field).to(torch.float64)
+
     def enthalpy(self, state: Optional[MDState] = None) -> torch.Tensor:
-        """H = K + U0 − M·E (B,) in eV (plus the Nosé–Hoover chain energy in that ensemble)."""
+        """H = K + U0 − W (B,) in eV, W = M·E or Σ_i E_i·m_i (plus the Nosé–Hoover chain energy in that ensemble)."""
         s = self.state if state is None else state
-        h = kinetic_energy(s).to(torch.float64) + s.energy + field_energy(s.dipole, s.field).to(torch.float64)
+        h = kinetic_energy(s).to(torch.float64) + s.energy + self._field_term(s)
         if self.config.ensemble == "nvt_nose_hoover":
             h = h + integrators.nose_hoover_energy(s, self.config.tau_t_fs).to(torch.float64)
         return h
@@ -200,6 +241,8 @@ class Simulation:
         steps = total - self.steps_done if steps is None else steps
         os.makedirs(self.out, exist_ok=True)
         bar = _progress(steps, progress)
+        if self.steps_done == 0 and not os.path.exists(os.path.join(self.out, "layers.csv")):
+            self._log_layers()  # the profile before anything moved
         start = time.perf_counter()
         for _ in range(steps):
             try:
@@ -234,28 +277,28 @@ class Simulation:
         omega = volumes(s)
         pol = (s.dipole / omega[:, None] * E_PER_A2_TO_UC_PER_CM2).cpu()
         p_gpa = (pressure(s) * EV_PER_A3_TO_GPA).cpu()
-        rows = zip(temp.tolist(), s.temperature_target.cpu().tolist(), s.energy.cpu().tolist(),
-                   kinetic_energy(s).cpu().tolist(), self.enthalpy().cpu().tolist(), p_gpa.tolist(),
-                   omega.cpu().tolist(), s.field.cpu().tolist(), s.dipole.cpu().tolist(), pol.tolist(),
-                   s.cell.norm(dim=-1).cpu().tolist())
-        path = os.path.join(self.out, "log.csv")
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as handle:
-            writer = csv.writer(handle)
-            spread = {k: v.cpu().tolist() for k, v in sorted(self.forces.spread.items())}
-            if new:
-                writer.writerow(self.LOG_FIELDS + [SPREAD_COLUMNS[k] for k in spread])
-            for b, (t, tt, u, k, h, p, v, e, m, pp, abc) in enumerate(rows):
-                writer.writerow([self.steps_done, f"{float(s.time):.3f}", b, f"{t:.3f}", tt, f"{u:.6f}", f"{k:.6f}",
-                                 f"{h:.6f}", f"{p:.5f}", f"{v:.4f}", *e, *[f"{x:.6f}" for x in m],
-                                 *[f"{x:.4f}" for x in pp], *[f"{x:.5f}" for x in abc],
-                                 *[f"{v[b]:.5f}" for v in spread.values()]])
+        columns = {"temperature": temp.tolist(), "target": s.temperature_target.cpu().tolist(),
+                   "potential": s.energy.cpu().tolist(), "kinetic": kinetic_energy(s).cpu().tolist(),
+                   "enthalpy": self.enthalpy().cpu().tolist(), "pressure": p_gpa.tolist(),
+                   "volume": omega.cpu().tolist(), "field": s.field.cpu().tolist(), "dipole": s.dipole.cpu().tolist(),
+                   "polarization": pol.tolist(), "lengths": s.cell.norm(dim=-1).cpu().tolist(),
+                   "work": self.field_work().cpu().tolist()}
+        spread = {k: v.cpu().tolist() for k, v in sorted(self.forces.spread.items())}
+        append_log(os.path.join(self.out, "log.csv"), self.steps_done, float(s.time), columns, spread)
+        self._log_layers()
         if bar is not None:
             post = {"T": f"{float(temp.mean()):.0f}K", "P": f"{float(p_gpa.mean()):.2f}GPa"}
             eps = self._fluctuation_epsilon() or self.dielectric.finite_field()
             if eps is not None:
                 post["eps_zz"] = f"{float(eps[0][2, 2]):.0f}"
             bar.set_postfix(post, refresh=False)
+
+    def _log_layers(self):
+        s = self.state
+        if self.layers is not None and s.born is not None:
+            layers = self.layers(s.positions, s.cell, s.born) * E_PER_A2_TO_UC_PER_CM2
+            append_layers(os.path.join(self.out, "layers.csv"), self.steps_done, float(s.time),
+                          self.layers.layer_positions.tolist(), layers.cpu().tolist())
 
     def _fluctuation_epsilon(self):
         """(ε, error) from the zero-field dipole fluctuations, or None: not asked for (dielectric.fluctuation) or no
@@ -303,12 +346,9 @@ class Simulation:
 
     def _write_frames(self, state: Optional[MDState] = None, step: Optional[int] = None, path_of=None):
         """Append one extxyz frame per replica (to trajectory_r{b}.extxyz unless ``path_of(b)`` says otherwise)."""
-        import ase.io
-
         step = self.steps_done if step is None else step
         path_of = path_of or (lambda b: os.path.join(self.out, f"trajectory_r{b}.extxyz"))
-        for b, atoms in enumerate(replica_atoms(self.state if state is None else state, step)):
-            ase.io.write(path_of(b), atoms, format="extxyz", append=True)
+        write_frames(self.state if state is None else state, step, path_of)
 
     # --- results ----------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -334,13 +374,9 @@ class Simulation:
     # --- restart --------------------------------------------------------------------------------------------------
     def save_restart(self, path: Optional[str] = None) -> str:
         path = path or os.path.join(self.out, "restart.pt")
-        lists = {kind: {"edges": self.forces._edges[kind][0], "shifts": self.forces._edges[kind][1],
-                        "ref_positions": nl._ref_positions, "ref_cell_inv": nl._ref_cell_inv,
-                        "builds": torch.tensor(nl.builds)}
-                 for kind, nl in self.forces.lists.items() if kind in self.forces._edges}
         payload = {"version": RESTART_VERSION, "state": self.state.tensors(), "rng": self.generator.get_state(),
-                   "steps_done": torch.tensor(self.steps_done), "force_calls": torch.tensor(self.forces.calls),
-                   "wall_s": torch.tensor(self.wall_s), "lists": lists,
+                   "steps_done": torch.tensor(self.steps_done), **self.forces.state_dict(),
+                   "wall_s": torch.tensor(self.wall_s),
                    "dielectric": self.dielectric.state_dict(),
                    "averages": {k: v.state_dict() for k, v in self.averages.items()}}
         atomic_torch_save(payload, path)
@@ -362,12 +398,7 @@ class Simulation:
         self.state = state
         self.generator.set_state(payload["rng"].cpu())
         self.steps_done, self.wall_s = int(payload["steps_done"]), float(payload["wall_s"])
-        self.forces.calls = int(payload["force_calls"])
-        for kind, saved in payload["lists"].items():
-            nl = self.forces.lists[kind]
-            nl._ref_positions, nl._ref_cell_inv = saved["ref_positions"], saved["ref_cell_inv"]
-            nl.builds = int(saved["builds"])
-            self.forces._edges[kind] = (saved["edges"], saved["shifts"])
+        self.forces.load_state_dict({"force_calls": payload["force_calls"], "lists": payload["lists"]})
         self.dielectric.load_state_dict(payload["dielectric"])
         for k, v in payload["averages"].items():
             self.averages[k].load_state_dict(v)
@@ -386,48 +417,3 @@ def compile_for_md(model, backend: str, device, dtype):
     from ..models.compile import compiled
 
     return compiled(model.to(device=device, dtype=dtype), backend=backend)
-
-
-def replica_atoms(s: MDState, step: int) -> list:
-    """One ase.Atoms per replica of ``s`` with its momenta and, in info, replica, step, time, dipole and field."""
-    import ase
-
-    pos, cell, z = s.positions.detach().cpu().numpy(), s.cell.cpu().numpy(), s.atomic_numbers.cpu().numpy()
-    mom, ptr = s.momenta.detach().cpu().numpy(), s.ptr.tolist()
-    out = []
-    for b in range(s.num_replicas):
-        lo, hi = ptr[b], ptr[b + 1]
-        atoms = ase.Atoms(numbers=z[lo:hi], positions=pos[lo:hi], cell=cell[b], pbc=s.pbc[b].cpu().numpy())
-        atoms.set_momenta(mom[lo:hi] * ASE_TIME_UNIT_FS)  # amu·Å/fs → ASE's amu·Å/(Å·sqrt(amu/eV))
-        atoms.info.update(replica=b, step=step, time_fs=float(s.time), dipole=s.dipole[b].cpu().numpy(),
-                          field=s.field[b].cpu().numpy(), temperature_target=float(s.temperature_target[b]))
-        out.append(atoms)
-    return out
-
-
-def _truncate_outputs(out: str, step: int) -> None:
-    """Drop log rows and trajectory frames written after the restart's step (a kill leaves them behind)."""
-    path = os.path.join(out, "log.csv")
-    if os.path.exists(path):
-        with open(path) as handle:
-            rows = list(csv.reader(handle))
-        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-            csv.writer(handle).writerows(keep)
-    import glob
-
-    import ase.io
-
-    for traj in glob.glob(os.path.join(out, "trajectory_r*.extxyz")):
-        frames = [a for a in ase.io.read(traj, index=":") if int(a.info.get("step", 0)) <= step]
-        with atomic_path(traj) as tmp:
-            ase.io.write(tmp, frames, format="extxyz")
-
-
-def _progress(steps: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, unit="step", dynamic_ncols=True)
-

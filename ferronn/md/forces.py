@@ -18,10 +18,11 @@ import torch
 
 from .. import keys as K
 from ..data.verlet import VerletList
-from ..field import field_forces
+from ..field import FieldSchedule, field_forces
 from .state import MDState
 
-FieldFn = Callable[[torch.Tensor], torch.Tensor]  # time (fs, 0-d) → field (B, 3) in V/Å
+FieldFn = Callable[[torch.Tensor], torch.Tensor]  # time (fs, 0-d) → field (B, 3) in V/Å, or a FieldSchedule
+# (then also a non-uniform field E_i at each atom: F_i = F0_i + Z*_iᵀE_i)
 
 
 class ModelForces:
@@ -58,6 +59,18 @@ class ModelForces:
             self.model_seconds += now - start
         return now
 
+    def state_dict(self) -> dict:
+        """Force calls and each built Verlet list with its edges (the layout of restart files, version 1)."""
+        lists = {kind: {"edges": self._edges[kind][0], "shifts": self._edges[kind][1], **nl.state_dict()}
+                 for kind, nl in self.lists.items() if kind in self._edges}
+        return {"force_calls": torch.tensor(self.calls), "lists": lists}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state["force_calls"])
+        for kind, saved in state["lists"].items():
+            self.lists[kind].load_state_dict(saved)
+            self._edges[kind] = (saved["edges"], saved["shifts"])
+
     @property
     def rebuilds(self) -> int:
         return self.lists["energy"].builds
@@ -89,6 +102,9 @@ class ModelForces:
         if K.FORCES_STD in out:
             self.spread["forces"] = per_replica_max(out[K.FORCES_STD].detach().norm(dim=-1), state)
         field = state.field if self.field is None else self.field(state.time).expand_as(state.field)
+        atom_field = None
+        if isinstance(self.field, FieldSchedule) and self.field.nonuniform:
+            atom_field = self.field.atom_field(field, state.positions, state.batch, state.time)
         born = state.born
         if self.born_model is not None:
             if born is None or self.calls % self.born_every == 0:
@@ -100,10 +116,12 @@ class ModelForces:
                 if K.BORN_CHARGES_STD in born_out:
                     self.spread["born"] = per_replica_max(born_out[K.BORN_CHARGES_STD].flatten(1).amax(dim=1), state)
                 self._clock(state, clock)
-            forces = forces + field_forces(born, field.to(born.dtype)[state.batch])
+            per_atom = field.to(born.dtype)[state.batch] if atom_field is None else atom_field.to(born.dtype)
+            forces = forces + field_forces(born, per_atom)
         self.calls += 1
         stress = out[K.STRESS].detach() if self.compute_stress else torch.zeros_like(state.cell)
-        return state.replace(energy=out[K.ENERGY].detach(), forces=forces, stress=stress, born=born, field=field)
+        return state.replace(energy=out[K.ENERGY].detach(), forces=forces, stress=stress, born=born, field=field,
+                             atom_field=atom_field)
 
 
 def per_replica_max(values: torch.Tensor, state: MDState) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 - ``velocity_verlet``: NVE.
 - ``langevin_baoab``: NVT, Langevin in the BAOAB splitting (Leimkuhler–Matthews), friction γ per fs.
+- ``damped``: athermal damped dynamics (0 K): BAOAB with the O stage's friction and no noise, p ← e^{−γdt} p;
+  under a slow field it follows the field-driven minimum (quasi-static switching, the MACE-Field protocol).
 - ``nose_hoover_chain``: NVT, a Nosé–Hoover chain (Martyna–Klein–Tuckerman) around velocity Verlet;
   ``nose_hoover_energy`` is its conserved extra term.
 - ``npt_langevin_scr``: NPT with a fully flexible cell: anisotropic stochastic cell rescaling (Bernetti & Bussi,
@@ -11,7 +13,8 @@
   symmetric, so the cell does not rotate.
 
 Every integrator moves positions, evaluates forces once, then advances the cell dipole with the trapezoid rule
-on the integrator's own displacement (affine cell deformation excluded), in ``_move``.
+on the integrator's own displacement (affine cell deformation excluded), in ``_move`` (per atom as well when the
+state carries ``atom_dipoles``, for a non-uniform field).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..field import dipole_increment
+from ..field import atom_dipole_increment, sum_per_structure
 from ..units import AMU_A2_PER_FS2_IN_EV, KB_EV_PER_K
 from .state import MDState, degrees_of_freedom, kinetic_energy, pressure_tensor, volumes
 
@@ -50,9 +53,11 @@ def _move(state: MDState, positions: torch.Tensor, momenta: torch.Tensor, forces
     new = forces_fn(state.replace(positions=positions, momenta=momenta, cell=cell, time=state.time + dt,
                                   step=state.step + 1))
     if new.born is not None:
-        dipole = state.dipole + dipole_increment(state.born, new.born, displacement, state.batch,
-                                                 state.num_replicas).to(state.dipole.dtype)
+        per_atom = atom_dipole_increment(state.born, new.born, displacement)
+        dipole = state.dipole + sum_per_structure(per_atom, state.batch, state.num_replicas).to(state.dipole.dtype)
         new = new.replace(dipole=dipole)
+        if state.atom_dipoles is not None:  # non-uniform field: W = Σ_i E_i·m_i needs each atom's dipole
+            new = new.replace(atom_dipoles=state.atom_dipoles + per_atom.to(state.atom_dipoles.dtype))
     return new
 
 
@@ -79,6 +84,16 @@ def langevin_baoab(state: MDState, forces_fn: ForcesFn, dt: float, friction: flo
     p = _kick(state, dt / 2)
     half_state = state.replace(positions=_drift(state, p, dt / 2))
     p = _ornstein_uhlenbeck(state, p, dt, friction, generator)
+    positions = _drift(half_state, p, dt / 2)
+    new = _move(state, positions, p, forces_fn, dt)
+    return new.replace(momenta=_kick(new.replace(momenta=p), dt / 2))
+
+
+def damped(state: MDState, forces_fn: ForcesFn, dt: float, friction: float) -> MDState:
+    """One step of athermal damped dynamics (BAOAB without noise), friction γ in 1/fs; no random numbers."""
+    p = _kick(state, dt / 2)
+    half_state = state.replace(positions=_drift(state, p, dt / 2))
+    p = p * math.exp(-friction * dt)
     positions = _drift(half_state, p, dt / 2)
     new = _move(state, positions, p, forces_fn, dt)
     return new.replace(momenta=_kick(new.replace(momenta=p), dt / 2))

@@ -135,9 +135,12 @@ class Dielectric:
     """
 
     def __init__(self, fields: torch.Tensor, temperatures: torch.Tensor, eps_inf, block: int,
-                 constant_field: bool = True):
-        self.zero = [i for i in range(fields.shape[0]) if not bool(fields[i].abs().gt(0).any())]
-        self.pairs = field_pairs(fields, temperatures) if constant_field else []
+                 constant_field: bool = True, nonuniform: Optional[torch.Tensor] = None):
+        """``nonuniform`` (B,) bool: replicas under a non-uniform field, kept out of both estimators."""
+        skip = set() if nonuniform is None else set(torch.as_tensor(nonuniform).nonzero().flatten().tolist())
+        self.zero = [i for i in range(fields.shape[0]) if not bool(fields[i].abs().gt(0).any()) and i not in skip]
+        self.pairs = [p for p in (field_pairs(fields, temperatures) if constant_field else [])
+                      if p[0] not in skip and p[1] not in skip]
         self.fields, self.temperatures = fields.detach().clone(), temperatures.detach().clone()
         self.eps_inf = torch.as_tensor(eps_inf, dtype=torch.float64).expand(3, 3).clone()
         self.m = BlockAverage(block)

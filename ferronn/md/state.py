@@ -32,7 +32,7 @@ class MDState:
     num_atoms: torch.Tensor  # (B,)
     temperature_target: torch.Tensor  # (B,) K (thermostats; ignored in NVE)
     pressure_target: torch.Tensor  # (B,) eV/Å³ (NPT only)
-    field: torch.Tensor  # (B, 3) V/Å applied in the last force evaluation
+    field: torch.Tensor  # (B, 3) V/Å, the uniform field of the last force evaluation (the schedule's output)
     dipole: torch.Tensor  # (B, 3) e·Å, integrated along the path from Z*·dr
     time: torch.Tensor  # 0-d, fs
     step: torch.Tensor  # 0-d int64
@@ -45,6 +45,10 @@ class MDState:
     chain_positions: Optional[torch.Tensor] = None  # (B, M) Nosé–Hoover chain ξ
     chain_momenta: Optional[torch.Tensor] = None  # (B, M) p_ξ, eV·fs
     rng_state: Optional[torch.Tensor] = None  # generator state (uint8) for Langevin/barostat noise
+    # Non-uniform fields only (None otherwise, so a uniform run is unchanged): the field at each atom in the last
+    # force evaluation and the per-atom dipoles m_i = Σ steps ½(Z*_i(t)+Z*_i(t+dt))·Δr_i (Σ_i m_i = dipole).
+    atom_field: Optional[torch.Tensor] = None  # (N, 3) V/Å
+    atom_dipoles: Optional[torch.Tensor] = None  # (N, 3) e·Å
 
     @property
     def num_replicas(self) -> int:

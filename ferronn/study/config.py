@@ -22,9 +22,13 @@ class DielectricStudy:
 @dataclasses.dataclass
 class HysteresisStudy:
     axis: str = "z"  # x | y | z
-    shape: str = "triangle"  # triangle | sine
+    shape: str = "triangle"  # triangle | sine | cosine
     amplitude: float = 0.0  # E_max in V/Å; 0: find the switching field with a ramp first, E_max = factor × it
     period_fs: float = 4000.0
+    # Sweeps: every (temperature, period) pair is one resumable unit with its own loop; empty lists: md.temperatures
+    # in one batch and period_fs (one unit, the single-loop layout). Plots E_c(T) and E_c(period).
+    temperatures: List[float] = dataclasses.field(default_factory=list)  # K
+    periods_fs: List[float] = dataclasses.field(default_factory=list)
     cycles: int = 3
     discard_cycles: int = 1  # leading cycles left out of P_r, E_c and their error bars
     ramp_rate: float = 2e-5  # V/Å per fs of the preliminary ramp (applied along −axis: against a +axis P)
@@ -65,6 +69,8 @@ class StudyConfig:
             ("dielectric.temperatures", bool(self.dielectric.temperatures) and min(self.dielectric.temperatures) > 0,
              "a non-empty list of temperatures > 0 K"),
             ("hysteresis.period_fs", self.hysteresis.period_fs > 0, "> 0"),
+            ("hysteresis.temperatures", all(t >= 0 for t in self.hysteresis.temperatures), "a list of temperatures >= 0 K"),
+            ("hysteresis.periods_fs", all(p > 0 for p in self.hysteresis.periods_fs), "a list of periods > 0 fs"),
             ("hysteresis.cycles", self.hysteresis.cycles > self.hysteresis.discard_cycles >= 0,
              "more than hysteresis.discard_cycles (>= 0)"),
             ("hysteresis.amplitude", self.hysteresis.amplitude >= 0, ">= 0 (0: found by a ramp)"),
@@ -85,7 +91,7 @@ class StudyConfig:
 
 CHOICES = {**{f"md.{k}": v for k, v in MD_CHOICES.items()},
            "dielectric.curie_weiss_component": ("xx", "yy", "zz", "trace"),
-           "hysteresis.axis": ("x", "y", "z"), "hysteresis.shape": ("triangle", "sine")}
+           "hysteresis.axis": ("x", "y", "z"), "hysteresis.shape": ("triangle", "sine", "cosine")}
 
 
 def load_study_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> StudyConfig:
