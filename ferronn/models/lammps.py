@@ -34,7 +34,6 @@ from .. import __version__
 from .. import keys as K
 from ..errors import CheckpointError
 from ..units import UNIT_SYSTEM
-from .autograd import SHIFTS
 
 METADATA = "ferronn_lammps.txt"
 SUFFIX = ".lammps.pt"
@@ -48,7 +47,7 @@ def _one_structure(positions: torch.Tensor, species: torch.Tensor, edge_index: t
     ptr = torch.cat([batch[:1], batch[:1] * 0 + positions.shape[0]])
     cell = torch.eye(3, dtype=positions.dtype, device=positions.device)[None]
     return {K.POSITIONS: positions, K.CELL: cell, K.SPECIES: species, K.EDGE_INDEX: edge_index,
-            K.UNIT_SHIFTS: shifts, K.BATCH: batch, K.PTR: ptr, SHIFTS: shifts,
+            K.UNIT_SHIFTS: shifts, K.BATCH: batch, K.PTR: ptr, K.SHIFTS: shifts,
             K.NUM_ATOMS: ptr[1:] - ptr[:1]}
 
 
