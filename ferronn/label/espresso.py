@@ -55,7 +55,7 @@ def ph_input(qe: QEConfig) -> str:
 def _command(qe: QEConfig, program: str) -> list:
     args = shlex.split(program) + ["-nk", str(min(qe.pools, qe.mpi_ranks))]
     if qe.mpi_ranks > 1:
-        args = shlex.split(qe.mpirun) + ["-np", str(qe.mpi_ranks)] + args
+        args = shlex.split(qe.launcher()) + ["-np", str(qe.mpi_ranks)] + args
     return args
 
 
