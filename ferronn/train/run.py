@@ -147,7 +147,7 @@ def fit(config: RunConfig, resume: bool = False):
     """``train`` returning (test metrics, {kind: exported model}): the models hold exactly the weights written to
     energy.ckpt / born.ckpt (callers that go on using them need not rebuild them from disk)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
     out = config.out_dir()
     cfg = config.train
@@ -224,7 +224,7 @@ def fit(config: RunConfig, resume: bool = False):
                               f"was written by another ferronn version: {str(exc).splitlines()[0]}") from None
         raise
     fit_seconds = time.perf_counter() - start
-    timer = next((c for c in trainer.callbacks if type(c).__name__ == "Timer"), None)
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     if timer is not None:  # with max_minutes: the whole fit's training time, also across --resume
         fit_seconds = float(timer.time_elapsed("train"))
     if trainer.global_rank != 0:  # DDP: the other processes have done their share; rank 0 exports and tests
