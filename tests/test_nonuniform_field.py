@@ -266,3 +266,33 @@ def test_layers_csv_from_md(qe_frames, models, tmp_path):
     step, s, p = profile(str(tmp_path / "layers.csv"), "last")
     assert step == 4 and list(p) == [float(r["Pz_uC_cm2"]) for r in rows[4:]] and list(s) == sorted(s)
     assert len(plot_profiles([("end", str(tmp_path / "layers.csv"), "last")]).axes[0].lines) >= 1
+
+
+def test_restart_with_a_time_dependent_region_field_continues_the_same_run(qe_frames, models, tmp_path, rng):
+    """A killed run with a sine field on one slab (and per-layer P) resumes to the uninterrupted trajectory: the
+    per-atom dipoles m_i, hence the field work Σ E_i·m_i and H, travel in the restart file."""
+    import shutil
+
+    atoms = _atoms(qe_frames[2], rng=rng)
+    cfg = _config(ensemble="nvt_langevin", dt_fs=1.0, fields=[[0.0, 0.0, 0.01]], field_regions=[HALF_X],
+                  field_kind="sine", field_period_fs=16.0, log_every=4, polarization_layers="x", seed=4)
+    straight = Simulation(cfg, *models, atoms, out=str(tmp_path / "a"))
+    straight.run(12, progress=False)
+    first = Simulation(cfg, *models, atoms, out=str(tmp_path / "b"))
+    first.run(6, progress=False)
+    shutil.copy(tmp_path / "b" / "restart.pt", tmp_path / "restart6.pt")
+    first.run(2, progress=False)  # then killed: its later rows must not survive the resume
+    shutil.copy(tmp_path / "restart6.pt", tmp_path / "b" / "restart.pt")
+    resumed = Simulation(cfg, *models, atoms, out=str(tmp_path / "b"))
+    resumed.load_restart()
+    assert resumed.state.atom_dipoles is not None and float(resumed.state.atom_dipoles.abs().max()) > 0
+    resumed.run(6, progress=False)
+    a, b = straight.state, resumed.state
+    torch.testing.assert_close(b.positions, a.positions, atol=1e-12, rtol=0)
+    torch.testing.assert_close(b.atom_dipoles, a.atom_dipoles, atol=1e-12, rtol=0)
+    torch.testing.assert_close(b.atom_field, a.atom_field, atol=0, rtol=0)
+    torch.testing.assert_close(resumed.enthalpy(), straight.enthalpy(), atol=1e-10, rtol=0)
+    logged, resumed_rows = (np.loadtxt(tmp_path / x / "layers.csv", delimiter=",", skiprows=1) for x in "ab")
+    assert sorted(set(resumed_rows[:, 0].tolist())) == [0, 4, 8, 12]
+    assert resumed_rows.shape == logged.shape  # the killed run's step-8 rows were truncated, not kept twice
+    np.testing.assert_allclose(resumed_rows, logged, atol=1e-9, rtol=0)
