@@ -42,16 +42,13 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
-from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py, beside this script)
-STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
-FIELD = 0.005  # V/Å, as in recipes/batio3_dielectric.yaml
+from timing import FIELD, STRUCTURE, interleaved_medians, quiet_threads  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def main():
@@ -65,9 +62,7 @@ def main():
     p.add_argument("--compile", action="store_true", help="ferronn's models torch.compile'd (inductor)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for every contender (0: torch's default)")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
+    quiet_threads(args.threads)
 
     import ase.io
     from ase.md.verlet import VelocityVerlet

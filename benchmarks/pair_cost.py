@@ -16,16 +16,13 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
-from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py, beside this script)
+from timing import FIELD, STRUCTURE, interleaved_medians, quiet_threads  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
-FIELD = 0.005  # V/Å, as in recipes/batio3_dielectric.yaml
 
 
 def main():
@@ -38,9 +35,7 @@ def main():
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
+    quiet_threads(args.threads)
 
     import ase.io
 
