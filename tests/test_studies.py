@@ -289,3 +289,23 @@ def test_phase_ramp_finds_the_mean_field_double_well_transition(tmp_path):
     # Mean-field order parameter at T → 0 is m0 = sqrt((J − a)/(b + c)) along an axis; at 0.4 T_c it is ~0.9 m0.
     p0 = 7.25 * np.sqrt(1.0 / 7.0) / 64.0 * E_PER_A2_TO_UC_PER_CM2
     assert 0.8 * p0 < cols["P_abs_uC_cm2"][0] < p0
+
+
+def test_ledger_resumes_a_study_that_predates_new_md_settings_but_not_a_changed_one(tmp_path):
+    """A study.json written before a setting existed (here: polarization_layers and a nested dielectric key are
+    missing from it) resumes, since it ran with their defaults; a setting that really differs is refused."""
+    from ferronn.errors import ConfigError
+    from ferronn.study.outputs import Ledger
+
+    md = MDConfig(temperatures=[300.0], steps=10)
+    Ledger(str(tmp_path), "hysteresis", md).record("cycle0", {"replicas": []})
+    path = tmp_path / "study.json"
+    saved = json.loads(path.read_text())
+    del saved["md"]["polarization_layers"]
+    saved["md"]["dielectric"].pop(sorted(saved["md"]["dielectric"])[0])
+    path.write_text(json.dumps(saved))
+    assert Ledger(str(tmp_path), "hysteresis", md).get("cycle0") == {"replicas": []}
+    with pytest.raises(ConfigError, match="other md settings \\(polarization_layers\\)"):
+        Ledger(str(tmp_path), "hysteresis", MDConfig(temperatures=[300.0], steps=10, polarization_layers="z"))
+    with pytest.raises(ConfigError, match="other md settings \\(temperatures\\)"):
+        Ledger(str(tmp_path), "hysteresis", MDConfig(temperatures=[310.0], steps=10))

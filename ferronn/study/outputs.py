@@ -31,7 +31,11 @@ class Ledger:
                 saved = json.load(handle)
             if saved.get("study") != study:
                 raise ConfigError(f"'{out}' holds a '{saved.get('study')}' study, not '{study}': choose another out")
-            changed = sorted(k for k in set(saved["md"]) | set(self.md) if saved["md"].get(k) != self.md.get(k))
+            # A setting the saved study predates (a newer ferronn added it) counts as its default: such a study
+            # ran with the default, so it resumes; a setting since removed must match None to resume.
+            defaults = _md_defaults()
+            changed = sorted(k for k in set(saved["md"]) | set(self.md)
+                             if _with_default(saved["md"].get(k, defaults.get(k)), defaults.get(k)) != self.md.get(k))
             if changed:
                 raise ConfigError(f"'{out}' holds a study run with other md settings ({', '.join(changed)}); "
                                   "choose another out or restore them")
@@ -43,6 +47,25 @@ class Ledger:
     def record(self, key: str, result: dict) -> None:
         self.units[key] = result
         write_json(self.path, {"study": self.study, "md": self.md, "units": self.units})
+
+
+def _md_defaults() -> dict:
+    """MDConfig's default value of every setting (as ``dataclasses.asdict`` writes them to study.json)."""
+    out = {}
+    for f in dataclasses.fields(MDConfig):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def _with_default(saved, default):
+    """A saved nested section (a dict) completed by the default's keys that it predates; anything else as saved."""
+    return {**default, **saved} if isinstance(saved, dict) and isinstance(default, dict) else saved
 
 
 def resumed_simulation(md: MDConfig, models, atoms, folder: str) -> Simulation:
