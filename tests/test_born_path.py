@@ -112,8 +112,8 @@ def write_frames(path, frames):
     ase.io.write(path, images, format="extxyz")
 
 
-def datamodule(path, **split):
-    keys = KeyMap(energy=None, forces=None, stress=None, born_charges="born_charge", polarization="dipole_eA")
+def datamodule(path, dipole_key="dipole_eA", **split):
+    keys = KeyMap(energy=None, forces=None, stress=None, born_charges="born_charge", polarization=dipole_key)
     config = DataConfig(path=str(path), keys=keys, split=SplitConfig(**split))
     return FrameDataModule(config, 4.5, labels_needed=(K.BORN_CHARGES,)).prepare()
 
@@ -138,6 +138,9 @@ def test_a_recipe_that_cannot_use_the_term_is_one_clear_error(tmp_path):
     loss = load_recipe(overrides={"train.loss.born_path_weight": 1.0, "train.loss.born_path_max_du": 0.01}).train.loss
     with pytest.raises(ConfigError, match=r"no two of the 2 training frames .*train.loss.born_path_max_du = 0.01"):
         training_pairs(dm, loss)
+    misnamed = datamodule(tmp_path / "f.xyz", "dipole", train_indices="0-1", val_indices="2", test_indices="3")
+    with pytest.raises(ConfigError, match=r"no training frame .* under data.keys.polarization = 'dipole'"):
+        training_pairs(misnamed, loss)
 
 
 def test_the_training_cli_refuses_the_term_without_a_dipole_key(tmp_path, capsys):
