@@ -149,3 +149,23 @@ def test_the_training_cli_refuses_the_term_without_a_dipole_key(tmp_path, capsys
     code = main(["--out", str(tmp_path / "run"), "--set", "task=born", "--set", "train.loss.born_path_weight=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "data.keys.polarization" in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_a_training_run_logs_the_term_for_training_and_validation_pairs(tmp_path, capsys):
+    import csv
+
+    from ferronn.train.__main__ import main
+    from helpers import SMALL_BORN
+
+    write_frames(tmp_path / "f.xyz", frames_consistent_with(constant_born(), count=8))
+    born = [f"born_model.{k}={v}" for k, v in SMALL_BORN.items() if k != "radial_MLP"] + ["born_model.radial_MLP=[16]"]
+    sets = ["task=born", "data.keys.energy=null", "data.keys.forces=null", "data.keys.stress=null",
+            "data.keys.polarization=dipole_eA", "data.split.train_indices=0-3", "data.split.val_indices=4-5",
+            "data.split.test_indices=6-7", "train.loss.born_path_weight=1", "train.progress_bar=false"] + born
+    args = ["--data", str(tmp_path / "f.xyz"), "--out", str(tmp_path / "run"), "--epochs", "2"]
+    assert main(args + [item for s in sets for item in ("--set", s)]) == 0
+    assert "Born path loss: 6 pair(s) of training frames" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(next((tmp_path / "run" / "logs").glob("*/metrics.csv")))))
+    train = [float(r["train_born_path_loss"]) for r in rows if r.get("train_born_path_loss")]
+    val = [float(r["val_born_path_loss"]) for r in rows if r.get("val_born_path_loss")]
+    assert len(train) == 2 and len(val) == 2 and all(x > 0 for x in train + val)
