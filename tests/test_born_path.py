@@ -133,6 +133,10 @@ def test_a_recipe_that_cannot_use_the_term_is_one_clear_error(tmp_path):
     config = load_recipe(overrides={"task": "born", "train.loss.born_path_weight": 1.0})
     with pytest.raises(ConfigError, match=r"train.loss.born_path_weight > 0 needs data.keys.polarization"):
         check_recipe(config)
+    ddp = load_recipe(overrides={"task": "born", "train.loss.born_path_weight": 1.0, "train.devices": 2,
+                                 "data.keys.polarization": "polarization"})
+    with pytest.raises(ConfigError, match=r"born_path_weight > 0 with DDP"):
+        check_recipe(ddp)
     write_frames(tmp_path / "f.xyz", frames_consistent_with(constant_born(), count=4))
     dm = datamodule(tmp_path / "f.xyz", train_indices="0-1", val_indices="2", test_indices="3")
     loss = load_recipe(overrides={"train.loss.born_path_weight": 1.0, "train.loss.born_path_max_du": 0.01}).train.loss

@@ -136,6 +136,9 @@ def check_recipe(config) -> None:
     if "born" not in config.model_configs():
         raise ConfigError(f"train.loss.born_path_weight > 0 constrains the Born model, but task is "
                           f"'{config.task}'; expected task 'born' or 'both' (or the weight 0)")
+    if config.train.devices * config.train.num_nodes > 1:  # a term logged on some ranks only would stall the sync
+        raise ConfigError("train.loss.born_path_weight > 0 with DDP (train.devices/num_nodes > 1) is not supported; "
+                          "expected one process (the term is small: its pairs are a few frames)")
     if not config.data.keys.polarization:
         raise ConfigError("train.loss.born_path_weight > 0 needs data.keys.polarization: the key of each frame's "
                           "Berry-phase cell dipole (e·Å), e.g. 'polarization' for the allegro-pol BaTiO3 set")

@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from ..models import checkpoint
 from ..models.born import BornModel
 from ..models.energy import EnergyModel
-from .config import RunConfig, to_dict
 from .born_path import check_recipe, pair_table, training_pairs, validation_pairs
+from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
 from .module import EMA, FitTask
 from .plots import born_parity_plot, parity_plot
