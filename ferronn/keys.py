@@ -27,6 +27,9 @@ never enters that label's loss or metric (labels there hold NaN, never zeros):
     born_charges_raw (N, 3, 3) e, reference-only: DFT charges before the sum rule was imposed (not trained on)
     <label>_mask   (B,)       bool
 
+A frame's graph may also hold, never batched (only the Born-path loss reads it, ferronn/train/born_path.py):
+    polarization   (3,)       e·Å, the cell dipole from the Berry phase, defined modulo the quantum e·R
+
 Model outputs reuse the label keys (energy, forces, stress, born_charges) plus:
     node_energy    (N,)       eV per atom, float64
     <label>_std    shape of the label: a committee's spread (standard deviation over members), same unit
@@ -50,6 +53,7 @@ FORCES = "forces"
 STRESS = "stress"
 BORN_CHARGES = "born_charges"
 BORN_CHARGES_RAW = "born_charges_raw"
+POLARIZATION = "polarization"
 NODE_ENERGY = "node_energy"
 STD_SUFFIX = "_std"
 ENERGY_STD = ENERGY + STD_SUFFIX

@@ -31,6 +31,7 @@ class KeyMap:
     stress: Optional[str] = "stress"
     born_charges: Optional[str] = "born_charge"
     born_charges_raw: Optional[str] = "born_charge_raw"  # reference only: DFT charges before the sum rule
+    polarization: Optional[str] = None  # Berry-phase cell dipole (e·Å, (3,)): only the Born-path loss reads it
     required: list = dataclasses.field(default_factory=list)
 
     def items(self):
@@ -138,6 +139,16 @@ def frame_from_atoms(atoms, keymap: KeyMap, path="<memory>", index=0) -> dict:
         value = _lookup(atoms, keymap.born_charges_raw)
         if value is not None:
             frame[K.BORN_CHARGES_RAW] = _as_born(value, n, where(path, index, keymap.born_charges_raw))
+    if keymap.polarization:  # not a batched label: the Born-path loss compares it between frames
+        value = _lookup(atoms, keymap.polarization)
+        loc = where(path, index, keymap.polarization)
+        if value is None and K.POLARIZATION in keymap.required:
+            raise DataError(f"{loc}: required label 'polarization' is missing; keys present: {_available_keys(atoms)}")
+        if value is not None:
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+                raise DataError(f"{loc}: expected the cell dipole as 3 finite values (e·Å), got shape {arr.shape}")
+            frame[K.POLARIZATION] = arr
     return frame
 
 

@@ -93,7 +93,7 @@ def frame_to_graph(frame: dict, species: SpeciesTable, r_max: float) -> dict:
         K.UNIT_SHIFTS: unit_shifts,
         K.FRAME_INDEX: torch.tensor(frame.get("index", 0), dtype=torch.int64),
     }
-    for label in K.LABELS:
+    for label in K.LABELS + (K.POLARIZATION,):  # polarization stays on the graph; collate does not batch it
         if label in frame:
             graph[label] = torch.as_tensor(frame[label], dtype=torch.float64)
     return graph

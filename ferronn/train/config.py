@@ -28,6 +28,10 @@ class LossConfig:
     born_weight: float = 100.0  # e (Z* components)
     kind: str = "mse"  # mse | huber
     huber_delta: float = 0.01
+    # Born path (train/born_path.py): pairs of training frames within born_path_max_du Å; the trapezoid
+    # Σ ½(Z*ᵢ+Z*ⱼ)·Δu must give the DFT dipole change (needs data.keys.polarization); term |r|²/|Δu|² in e²
+    born_path_weight: float = 0.0
+    born_path_max_du: float = 0.25  # Å, largest displacement of any atom within a pair
 
     def weights(self, kinds) -> dict:
         """{label: weight} of the labels the models of ``kinds`` ('energy', 'born') are fitted to."""

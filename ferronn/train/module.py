@@ -35,13 +35,19 @@ class EMA(WeightAveraging):
 class FitTask(L.LightningModule):
     """Trains the energy model, the Born-charge model, or both at once: independent weights, one summed loss,
     one Adam (its steps are per parameter), gradients clipped per model; the plateau schedule follows the summed
-    validation loss. Validation uses the EMA weights."""
+    validation loss. Validation uses the EMA weights.
 
-    def __init__(self, energy_model, born_model, train_config, recipe: dict):
+    ``born_path`` (train/born_path.py: pairs of training frames) adds w·|r|²/|Δu|² at every step whose batch holds
+    a paired frame; ``val_path`` (pairs within the validation split) only reports it. val_loss leaves it out, so
+    the best epoch is chosen on the Z* (and energy) labels alone, as without the term."""
+
+    def __init__(self, energy_model, born_model, train_config, recipe: dict, born_path=None, val_path=None):
         super().__init__()
         self.energy_model = energy_model
         self.born_model = born_model
         self.cfg = train_config
+        self.born_path, self.val_path = born_path, val_path
+        self._val_born = {}
         loss = train_config.loss
         self.weights = loss.weights([kind for kind, m in self.models.items() if m is not None])
         self.compute_stress = energy_model is not None and loss.stress_weight > 0
@@ -66,8 +72,15 @@ class FitTask(L.LightningModule):
         return pred, loss, terms
 
     def training_step(self, batch, batch_idx):
-        _, loss, terms = self._step(batch, training=True)
+        pred, loss, terms = self._step(batch, training=True)
         n = batch[K.NUM_ATOMS].shape[0]
+        if self.born_path is not None:
+            # per step, not per epoch: the batch's own Z* is reused, so a paired frame costs one more Born
+            # evaluation (its partner), and the term's gradient is spread over the epoch like the labels'
+            path = self.born_path.step_loss(self.born_model, batch, pred[K.BORN_CHARGES], self.current_epoch)
+            if path is not None:
+                loss = loss + self.cfg.loss.born_path_weight * path
+                terms["born_path"] = path
         sync = self.trainer.world_size > 1  # DDP: each process saw a share of the batch; log their average
         self.log("train_loss", loss, batch_size=n, prog_bar=True, on_step=False, on_epoch=True, sync_dist=sync)
         for label, term in terms.items():
@@ -81,11 +94,20 @@ class FitTask(L.LightningModule):
         with torch.enable_grad():  # forces and stress are derivatives even in validation
             pred, loss, _ = self._step(batch, training=False)
         self._val_metrics.update(pred, batch)
+        if self.val_path is not None:
+            for b, pos in self.val_path.members(batch):
+                ptr = batch[K.PTR]
+                self._val_born[pos] = pred[K.BORN_CHARGES][ptr[b]:ptr[b + 1]].detach()
         self.log("val_loss", loss.detach(), batch_size=batch[K.NUM_ATOMS].shape[0], prog_bar=True)
 
     def on_validation_epoch_end(self):
         for name, value in self._val_metrics.compute().items():  # per label, per element, Z* diag/offdiag
             self.log(f"val_{name}", value, prog_bar=name in ("forces_rmse", "born_mae"))
+        if self.val_path is not None:
+            path = self.val_path.loss_from(self._val_born)
+            if path is not None:
+                self.log("val_born_path_loss", path)
+            self._val_born = {}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip each model's gradient norm on its own, so a large energy-model gradient early in training does

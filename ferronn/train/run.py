@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..models import checkpoint
 from ..models.born import BornModel
 from ..models.energy import EnergyModel
+from .born_path import check_recipe, pair_table, training_pairs, validation_pairs
 from .config import RunConfig, to_dict
 from .metrics import evaluate, format_table
 from .module import EMA, FitTask
@@ -161,9 +162,13 @@ def fit(config: RunConfig, resume: bool = False):
                           "or choose another --out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     kinds = config.model_configs()
+    check_recipe(config)
     needed = tuple(label for label, w in cfg.loss.weights(kinds).items() if w > 0)
     r_max = max(m.r_max for m in kinds.values())  # one neighbour list serves both models
     datamodule = FrameDataModule(config.data, r_max, cfg.seed, dtype, labels_needed=needed).prepare()
+    born_path = training_pairs(datamodule, cfg.loss)
+    if born_path is not None:
+        print(f"Born path loss: {len(born_path)} pair(s) of training frames\n{pair_table(born_path)}")
     models = build_models(config, datamodule.stats, dtype)
     if config.init_from:
         warm_start(models, config.init_from)
@@ -171,7 +176,8 @@ def fit(config: RunConfig, resume: bool = False):
     if cfg.compile:
         models = compile_for_training(models, cfg)
     recipe = to_dict(config)
-    task = FitTask(models["energy"], models["born"], cfg, recipe)
+    task = FitTask(models["energy"], models["born"], cfg, recipe, born_path,
+                   validation_pairs(datamodule, cfg.loss) if models["born"] is not None else None)
     os.makedirs(out, exist_ok=True)
     with atomic_path(os.path.join(out, "recipe.yaml"), ".yaml") as tmp:
         with open(tmp, "w") as handle:
