@@ -8,7 +8,7 @@ same model file runs it twice: with nlocal = the local atoms (pruned: what the p
 Born: forward under no_grad, as in the plugin. Median of ``--repeats`` after one warm-up; run it pinned to one
 core (``taskset -c 1 env OMP_NUM_THREADS=1``). Last line: one JSON object.
 
-    python benchmarks/lammps_prune.py [--supercell 4] [--repeats 3]
+    python benchmarks/lammps_prune.py [--supercell 4] [--repeats 3] [--node-pruning]
 """
 
 from __future__ import annotations
@@ -74,6 +74,42 @@ def rank_graph(atoms, r_max: float, layers: int):
     return torch.as_tensor(images[nodes]), numbers[nodes], edge_index, nlocal
 
 
+def edges_only(prune, edge_index, num_nodes: int, nlocal: int):
+    """``prune`` with every layer on all node rows: edges pruned, node updates (products) on every node."""
+    from ferronn.models import receivers
+
+    used = edge_index.index_select(1, prune.used_edges)
+    rows, local = torch.arange(num_nodes), torch.arange(nlocal)
+    return receivers.Plan(prune.used_edges, [receivers.Layer(layer.edges, used.index_select(1, layer.edges), rows,
+                                                             local) for layer in prune.layers])
+
+
+def node_pruning(atoms, repeats: int) -> dict:
+    """Eager energy + forces of rank 0's graph: unpruned, edges pruned only, edges and node updates pruned."""
+    from ferronn import keys as K
+    from ferronn.models import receivers
+    from ferronn.models.checkpoint import load_checkpoint as load
+    from ferronn.models.lammps import _one_structure
+
+    model = load(os.path.join(CKPT, "energy.ckpt")).eval()
+    positions, numbers, edges, nlocal = rank_graph(atoms, model.r_max, model.config.num_interactions)
+    table = {z: s for s, z in enumerate(model.atomic_numbers)}
+    species = torch.as_tensor([table[int(z)] for z in numbers])
+    shifts = torch.zeros(edges.shape[1], 3, dtype=torch.float64)
+    attrs = torch.nn.functional.one_hot(species, len(model.atomic_numbers)).to(torch.float64)
+    full = receivers.plan(edges, len(positions), torch.tensor(nlocal), model.config.num_interactions)
+    plans = {"unpruned": None, "edges_only": edges_only(full, edges, len(positions), nlocal), "edges_and_nodes": full}
+    out = {}
+    for name, prune in plans.items():
+        def run():
+            x = positions.clone().requires_grad_(True)
+            e = model._node_energy(x, attrs, edges, shifts, prune)[:nlocal].sum()
+            return torch.autograd.grad(e, x)[0]
+        out[f"eager_energy_{name}_s"] = round(timed(run, repeats), 4)
+        print(f"eager energy + forces, {name}: {out[f'eager_energy_{name}_s']:.3f} s", flush=True)
+    return out
+
+
 def timed(fn, repeats):
     fn()
     times = []
@@ -88,6 +124,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--supercell", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--node-pruning", action="store_true",
+                        help="also time the eager energy model with edges pruned but node updates on every node")
     args = parser.parse_args(argv)
     import ase.io
 
@@ -123,6 +161,8 @@ def main(argv=None):
         out.update({f"{kind}_nodes": len(positions), f"{kind}_nlocal": nlocal, f"{kind}_edges": int(edges.shape[1]),
                     f"{kind}_unpruned_s": round(full, 4), f"{kind}_pruned_s": round(pruned, 4),
                     f"{kind}_pruned_speedup": round(full / pruned, 3)})
+    if args.node_pruning:
+        out.update(node_pruning(atoms, args.repeats))
     out["step_pruned_speedup"] = round((out["energy_unpruned_s"] + out["born_unpruned_s"])
                                        / (out["energy_pruned_s"] + out["born_pruned_s"]), 3)
     print(json.dumps(out))
