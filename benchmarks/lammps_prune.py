@@ -1,11 +1,13 @@
 """Per-rank model time of the LAMMPS model files with and without receiver pruning (ferronn issue 30).
 
 The graph is the one rank 0 of a 2-rank run builds (lammps/src/ferronn_model.cpp, build_graph): the BaTiO3
-frame 0 repeated n×n×n, the box cut in half along x, local atoms of the lower half, ghosts out to
+frame 0 repeated n×n×n, the box cut in half across its longest edge (z here: LAMMPS' "1 by 1 by 2" grid, the
+smallest cut), local atoms of the lower half, ghosts out to
 L·r_max + skin, nodes in breadth-first hop order from the local atoms and edges into nodes of hop ≤ L-1. The
 same model file runs it twice: with nlocal = the local atoms (pruned: what the plugin passes) and with nlocal = N
 (every node treated as needed: the work the unpruned format-1 files did). Energy: forward + forces (backward);
-Born: forward under no_grad, as in the plugin. Median of ``--repeats`` after one warm-up; run it pinned to one
+Born: forward under no_grad, as in the plugin. The whole cell on one rank (the periodic graph) is timed too:
+its time over rank 0's is the most 2 ranks on 2 free cores can gain over 1 rank on one (model time only). Median of ``--repeats`` after one warm-up; run it pinned to one
 core (``taskset -c 1 env OMP_NUM_THREADS=1``). Last line: one JSON object.
 
     python benchmarks/lammps_prune.py [--supercell 4] [--repeats 3] [--node-pruning]
@@ -43,9 +45,11 @@ def rank_graph(atoms, r_max: float, layers: int):
     shifts = np.array([[i, j, k] for i in (0, -1, 1) for j in (0, -1, 1) for k in (0, -1, 1)])
     images = (positions[None] + (shifts * lengths)[:, None]).reshape(-1, 3)
     numbers = np.tile(atoms.numbers, len(shifts))
-    half = lengths[0] / 2
-    local = (np.arange(len(images)) < len(positions)) & (images[:, 0] < half)
-    lower, upper = np.array([-reach, -reach, -reach]), np.array([half + reach, lengths[1] + reach, lengths[2] + reach])
+    axis = int(np.argmax(lengths))
+    local = (np.arange(len(images)) < len(positions)) & (images[:, axis] < lengths[axis] / 2)
+    upper = lengths + reach
+    upper[axis] = lengths[axis] / 2 + reach
+    lower = np.full(3, -reach)
     keep = np.all((images >= lower) & (images < upper), axis=1) | local
     order = np.concatenate([np.nonzero(local)[0], np.nonzero(keep & ~local)[0]])
     images, numbers, nlocal = images[order], numbers[order], int(local.sum())
@@ -80,16 +84,14 @@ def edges_only(prune, edge_index, num_nodes: int, nlocal: int):
 
     used = edge_index.index_select(1, prune.used_edges)
     rows, local = torch.arange(num_nodes), torch.arange(nlocal)
-    return receivers.Plan(prune.used_edges, [receivers.Layer(layer.edges, used.index_select(1, layer.edges), rows,
-                                                             local) for layer in prune.layers])
+    layers = [receivers.Layer(layer.edges, used.index_select(1, layer.edges), rows, local) for layer in prune.layers]
+    return receivers.Plan(prune.used_edges, prune.local_nodes, layers)
 
 
 def node_pruning(atoms, repeats: int) -> dict:
     """Eager energy + forces of rank 0's graph: unpruned, edges pruned only, edges and node updates pruned."""
-    from ferronn import keys as K
     from ferronn.models import receivers
     from ferronn.models.checkpoint import load_checkpoint as load
-    from ferronn.models.lammps import _one_structure
 
     model = load(os.path.join(CKPT, "energy.ckpt")).eval()
     positions, numbers, edges, nlocal = rank_graph(atoms, model.r_max, model.config.num_interactions)
@@ -136,6 +138,10 @@ def main(argv=None):
     atoms = ase.io.read(STRUCTURE, 0).repeat((args.supercell,) * 3)
     folder = tempfile.mkdtemp(prefix="lammps_prune_")
     out = {"atoms": len(atoms), "ranks": 2, "threads": 1, "repeats": args.repeats, "dtype": "float64"}
+    from ferronn.models.checkpoint import load_checkpoint
+    from ferronn.models.lammps import graph_inputs
+
+    model_of = {kind: load_checkpoint(os.path.join(CKPT, f"{kind}.ckpt")) for kind in ("energy", "born")}
     for kind in ("energy", "born"):
         path = export_lammps(os.path.join(CKPT, f"{kind}.ckpt"), os.path.join(folder, f"{kind}.lammps.pt"))
         module = torch.jit.load(path)
@@ -156,6 +162,19 @@ def main(argv=None):
             return torch.autograd.grad(e[:nlocal].sum(), x)[0]
 
         full, pruned = timed(lambda: run(len(positions)), args.repeats), timed(lambda: run(nlocal), args.repeats)
+        # The whole cell on one rank (periodic graph, every node local): what 2 ranks on 2 free cores divide.
+        cell_inputs = graph_inputs(model_of[kind], atoms, torch.float64)
+
+        def run_cell():
+            x = cell_inputs[0].clone().requires_grad_(kind == "energy")
+            with torch.set_grad_enabled(kind == "energy"):
+                e = module(x, *cell_inputs[1:], torch.tensor(len(x)))
+            return torch.autograd.grad(e.sum(), x)[0] if kind == "energy" else e
+
+        one_rank = timed(run_cell, args.repeats)
+        print(f"{kind}: whole cell on one rank ({len(atoms)} nodes, {cell_inputs[2].shape[1]} edges) {one_rank:.3f} s",
+              flush=True)
+        out[f"{kind}_one_rank_cell_s"] = round(one_rank, 4)
         print(f"{kind}: {len(positions)} nodes ({nlocal} local), {edges.shape[1]} edges: unpruned {full:.3f} s, "
               f"pruned {pruned:.3f} s ({full / pruned:.2f}x)", flush=True)
         out.update({f"{kind}_nodes": len(positions), f"{kind}_nlocal": nlocal, f"{kind}_edges": int(edges.shape[1]),
@@ -163,8 +182,11 @@ def main(argv=None):
                     f"{kind}_pruned_speedup": round(full / pruned, 3)})
     if args.node_pruning:
         out.update(node_pruning(atoms, args.repeats))
-    out["step_pruned_speedup"] = round((out["energy_unpruned_s"] + out["born_unpruned_s"])
-                                       / (out["energy_pruned_s"] + out["born_pruned_s"]), 3)
+    step = {name: out[f"energy_{name}"] + out[f"born_{name}"] for name in ("unpruned_s", "pruned_s", "one_rank_cell_s")}
+    out["step_pruned_speedup"] = round(step["unpruned_s"] / step["pruned_s"], 3)
+    # One core per rank, nothing else running: the most 2 ranks can gain over 1 rank on one core, model time only.
+    out["two_ranks_vs_one_model_bound_pruned"] = round(step["one_rank_cell_s"] / step["pruned_s"], 3)
+    out["two_ranks_vs_one_model_bound_unpruned"] = round(step["one_rank_cell_s"] / step["unpruned_s"], 3)
     print(json.dumps(out))
 
 

@@ -142,7 +142,7 @@ class BornModel(torch.nn.Module):
         for readout, feats in zip(self.readouts, features):
             out = out + readout(feats)
         if prune is not None:
-            species = species.index_select(0, prune.layers[-1].rows)
+            species = species.index_select(0, prune.local_nodes)
         k, k2 = self._k, self._k2
         scalar, vectors_1o, tensor_2e = out[:, :1], out[:, 1:1 + 6 * k], out[:, 1 + 6 * k:6 + 6 * k]
         axial = [self.cross(vectors_1o[:, :3 * k], vectors_1o[:, 3 * k:])]

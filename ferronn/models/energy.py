@@ -118,7 +118,7 @@ class EnergyModel(torch.nn.Module):
                                                            len(self.mace.interactions))
         node_energy = self._node_energy(batch[K.POSITIONS], node_attrs, batch[K.EDGE_INDEX], batch[SHIFTS], prune)
         if prune is not None:
-            node_energy = node_energy + self._e0(species.device)[species.index_select(0, prune.layers[-1].rows)]
+            node_energy = node_energy + self._e0(species.device)[species.index_select(0, prune.local_nodes)]
             return {K.ENERGY: node_energy.sum()[None], K.NODE_ENERGY: node_energy}
         node_energy = node_energy + self._e0(species.device)[species]
         energy = torch.zeros(batch[K.PTR].shape[0] - 1, dtype=torch.float64, device=species.device)
@@ -143,7 +143,7 @@ class EnergyModel(torch.nn.Module):
         rows = features[-1].shape[0]
         arange = torch.arange(rows, device=node_attrs.device)
         heads = torch.zeros(rows, dtype=torch.int64, device=node_attrs.device)
-        attrs = node_attrs if prune is None else node_attrs.index_select(0, prune.layers[-1].rows)
+        attrs = node_attrs if prune is None else node_attrs.index_select(0, prune.local_nodes)
         node_e0 = mace.atomic_energies_fn(attrs)[arange, heads]  # zeros: E0 is added in float64 by energy()
         node_es_list = [torch.zeros_like(node_e0)]  # mace's pair-repulsion slot
         for i, readout in enumerate(mace.readouts):

@@ -28,9 +28,11 @@ class Layer(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """Which edges (indices into the input edge list) any layer uses, and each layer's indices."""
+    """Which edges (indices into the input edge list) any layer uses, the local atoms' node indices (the
+    outputs' rows), and each layer's indices."""
 
     used_edges: torch.Tensor
+    local_nodes: torch.Tensor
     layers: List[Layer]
 
 
@@ -57,7 +59,7 @@ def plan(edge_index: torch.Tensor, num_nodes: int, nlocal: torch.Tensor, num_lay
         edges = torch.nonzero(needed[t].index_select(0, used_index[1])).squeeze(1)
         index = previous.index_select(0, used_index.index_select(1, edges).reshape(-1)).reshape(2, -1)
         layers.append(Layer(edges, index, previous.index_select(0, rows), local))
-    return Plan(used, layers)
+    return Plan(used, local_nodes, layers)
 
 
 def used_edges(edge_index: torch.Tensor, shifts: torch.Tensor, prune: Optional[Plan]):
