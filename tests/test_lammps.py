@@ -301,7 +301,46 @@ BAD = {
     "field without a Born model": ({"born": None}, r"field forces need Born charges"),
     "missing model file": ({"energy": "missing"}, r"model file '.*missing.lammps.pt' does not exist"),
     "not a model file": ({"energy": "data"}, r"is not a ferronn LAMMPS model file"),
+    "model file of a newer format": ({"energy": "future"}, r"model file format '99'; this plugin reads formats 1 to"),
 }
+
+
+def rewritten(path: str, out: str, format_row) -> str:
+    """The model file ``path`` saved as ``out`` with its ``format`` row set to ``format_row`` (None: no row, as
+    files written before receiver pruning), and for format 1 behind the old inputs (no nlocal, every node out)."""
+    from ferronn.models.lammps import METADATA
+
+    files = {METADATA: ""}
+    module = torch.jit.load(path, _extra_files=files)
+    rows = [line for line in files[METADATA].decode().splitlines() if not line.startswith("format ")]
+    if format_row is None:
+        module = torch.jit.script(FormatOne(module))
+    else:
+        rows.insert(1, f"format {format_row}")
+    torch.jit.save(module, out, _extra_files={METADATA: "".join(row + "\n" for row in rows)})
+    return out
+
+
+class FormatOne(torch.nn.Module):
+    """A format-1 module: (positions, species, edge_index, shifts) → outputs of every node, unpruned."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                shifts: torch.Tensor) -> torch.Tensor:
+        return self.module(positions, species, edge_index, shifts, torch.tensor(positions.shape[0]))
+
+
+@pytest.mark.slow
+def test_model_files_of_format_1_still_run_unpruned(models, tmp_path):
+    require_shared(), require_plugin()
+    start, end = engine_run(1, STEPS, "constant")
+    old = {kind: rewritten(models[kind], str(tmp_path / f"{kind}1.lammps.pt"), None) for kind in ("energy", "born")}
+    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, {**models, **old}, STEPS, ranks=2)
+    assert "model file format 1 (receivers not pruned" in log
+    assert_matches(result, positions, end, len(positions))
 
 
 @pytest.mark.slow
@@ -313,7 +352,8 @@ def test_bad_input_gives_one_error_line(models, tmp_path, case):
 
     atoms = ase.io.read(require_shared(), 0)
     elements = L.write_data(str(tmp_path / "data.lmp"), atoms.positions, atoms.cell.array, atoms.numbers)
-    paths = {**models, "missing": str(tmp_path / "missing.lammps.pt"), "data": str(tmp_path / "data.lmp")}
+    paths = {**models, "missing": str(tmp_path / "missing.lammps.pt"), "data": str(tmp_path / "data.lmp"),
+             "future": rewritten(models["energy"], str(tmp_path / "future.lammps.pt"), 99)}
     elements = change.get("elements", " ".join(elements)).split()
     born = paths["born"] if change.get("born", "born") else ""
     script = L.input_script("data.lmp", paths[change.get("energy", "energy")], elements, 0, born=born or None,
