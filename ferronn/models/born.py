@@ -13,13 +13,14 @@ Z[a][b] = ∂F_b/∂E_a (row = field/dipole, column = displacement/force).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from .. import keys as K
 from ..errors import ConfigError
 from ..data.graph import cartesian_shifts
+from . import receivers
 from .energy import _import_mace, default_dtype
 from .messages import fast_messages
 
@@ -115,9 +116,11 @@ class BornModel(torch.nn.Module):
         born = self.unconstrained(batch)
         return {K.BORN_CHARGES: acoustic_sum_rule(born, batch[K.BATCH], batch[K.NUM_ATOMS])}
 
-    def unconstrained(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def unconstrained(self, batch: Dict[str, torch.Tensor], nlocal: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-atom Z* (N, 3, 3) in e before the acoustic sum rule: local in each atom's neighbourhood, so a
-        domain-decomposed engine (the LAMMPS plugin) evaluates it per rank and subtracts the global mean itself."""
+        domain-decomposed engine (the LAMMPS plugin) evaluates it per rank and subtracts the global mean itself.
+        With ``nlocal`` (one structure, nodes 0..nlocal-1 local): Z* (nlocal, 3, 3) of the local atoms, receivers
+        pruned (``models.receivers``)."""
         from mace.modules.utils import get_edge_vectors_and_lengths
 
         species = batch[K.SPECIES]
@@ -125,18 +128,21 @@ class BornModel(torch.nn.Module):
         positions = batch[K.POSITIONS].to(dtype)
         cell = batch[K.CELL].to(dtype)
         node_attrs = torch.nn.functional.one_hot(species, len(self.atomic_numbers)).to(dtype)
+        prune = None if nlocal is None else receivers.plan(batch[K.EDGE_INDEX], species.shape[0], nlocal,
+                                                           len(self.interactions))
         shifts = cartesian_shifts(batch[K.UNIT_SHIFTS].to(dtype), cell, batch[K.BATCH], batch[K.EDGE_INDEX])
-        vectors, lengths = get_edge_vectors_and_lengths(positions, batch[K.EDGE_INDEX], shifts)
+        edge_index, shifts = receivers.used_edges(batch[K.EDGE_INDEX], shifts, prune)
+        vectors, lengths = get_edge_vectors_and_lengths(positions, edge_index, shifts)
         edge_attrs = self.spherical_harmonics(vectors)
-        edge_feats, cutoff = self.radial_embedding(lengths, node_attrs, batch[K.EDGE_INDEX], self.z_table)
+        edge_feats, cutoff = self.radial_embedding(lengths, node_attrs, edge_index, self.z_table)
         node_feats = self.node_embedding(node_attrs)
+        features = receivers.message_passing(self.interactions, self.products, node_attrs, node_feats, edge_attrs,
+                                             edge_feats, cutoff, edge_index, prune)
         out = 0.0
-        for layer, (interaction, product, readout) in enumerate(zip(self.interactions, self.products, self.readouts)):
-            node_feats, sc = interaction(node_attrs=node_attrs, node_feats=node_feats, edge_attrs=edge_attrs,
-                                         edge_feats=edge_feats, edge_index=batch[K.EDGE_INDEX], cutoff=cutoff,
-                                         first_layer=layer == 0)
-            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
-            out = out + readout(node_feats)
+        for readout, feats in zip(self.readouts, features):
+            out = out + readout(feats)
+        if prune is not None:
+            species = species.index_select(0, prune.local_nodes)
         k, k2 = self._k, self._k2
         scalar, vectors_1o, tensor_2e = out[:, :1], out[:, 1:1 + 6 * k], out[:, 1 + 6 * k:6 + 6 * k]
         axial = [self.cross(vectors_1o[:, :3 * k], vectors_1o[:, 3 * k:])]

@@ -17,6 +17,7 @@ import torch
 from .. import keys as K
 from ..keys import SHIFTS
 from .autograd import energy_forces_stress, in_dtype
+from . import receivers
 from .messages import fast_messages
 
 
@@ -107,24 +108,48 @@ class EnergyModel(torch.nn.Module):
             self._e0_cache[device] = torch.tensor(self.reference_energies, dtype=torch.float64, device=device)
         return self._e0_cache[device]
 
-    def energy(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Total energy (B,) and per-atom energy (N,), both float64 eV; needs ``shifts`` from models.autograd."""
+    def energy(self, batch: Dict[str, torch.Tensor], nlocal: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Total energy (B,) and per-atom energy (N,), both float64 eV; needs ``shifts`` from models.autograd.
+        With ``nlocal`` (one structure whose nodes 0..nlocal-1 are local, the rest ghosts): the per-atom energy
+        (nlocal,) of the local atoms only, receivers pruned (``models.receivers``), and ``energy`` their sum."""
         species = batch[K.SPECIES]
-        data = {
-            "positions": batch[K.POSITIONS],
-            "node_attrs": torch.nn.functional.one_hot(species, len(self.atomic_numbers)).to(self.dtype),
-            "edge_index": batch[K.EDGE_INDEX],
-            "shifts": batch[SHIFTS],
-            "unit_shifts": batch[K.UNIT_SHIFTS],
-            "cell": batch[K.CELL],
-            "batch": batch[K.BATCH],
-            "ptr": batch[K.PTR],
-        }
-        out = self.mace(data, training=self.training, compute_force=False)
-        node_energy = out["node_energy"] + self._e0(species.device)[species]
+        node_attrs = torch.nn.functional.one_hot(species, len(self.atomic_numbers)).to(self.dtype)
+        prune = None if nlocal is None else receivers.plan(batch[K.EDGE_INDEX], species.shape[0], nlocal,
+                                                           len(self.mace.interactions))
+        node_energy = self._node_energy(batch[K.POSITIONS], node_attrs, batch[K.EDGE_INDEX], batch[SHIFTS], prune)
+        if prune is not None:
+            node_energy = node_energy + self._e0(species.device)[species.index_select(0, prune.local_nodes)]
+            return {K.ENERGY: node_energy.sum()[None], K.NODE_ENERGY: node_energy}
+        node_energy = node_energy + self._e0(species.device)[species]
         energy = torch.zeros(batch[K.PTR].shape[0] - 1, dtype=torch.float64, device=species.device)
         energy = energy.index_add(0, batch[K.BATCH], node_energy)
         return {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
+
+    def _node_energy(self, positions: torch.Tensor, node_attrs: torch.Tensor, edge_index: torch.Tensor,
+                     shifts: torch.Tensor, prune: Optional[receivers.Plan]) -> torch.Tensor:
+        """s·ε_i + μ (float64 eV, E0 not included) of every node, or of the local ones under ``prune``: the body
+        of mace's ScaleShiftMACE.forward (mace-torch 0.3.16) for one head, no ZBL pair term and no extra
+        embeddings (what EnergyModel builds), op for op, so that without pruning the numbers are mace's."""
+        from mace.modules.utils import get_edge_vectors_and_lengths
+
+        mace = self.mace
+        edge_index, shifts = receivers.used_edges(edge_index, shifts, prune)
+        vectors, lengths = get_edge_vectors_and_lengths(positions=positions, edge_index=edge_index, shifts=shifts)
+        node_feats = mace.node_embedding(node_attrs)
+        edge_attrs = mace.spherical_harmonics(vectors)
+        edge_feats, cutoff = mace.radial_embedding(lengths, node_attrs, edge_index, mace.atomic_numbers)
+        features = receivers.message_passing(mace.interactions, mace.products, node_attrs, node_feats, edge_attrs,
+                                             edge_feats, cutoff, edge_index, prune)
+        rows = features[-1].shape[0]
+        arange = torch.arange(rows, device=node_attrs.device)
+        heads = torch.zeros(rows, dtype=torch.int64, device=node_attrs.device)
+        attrs = node_attrs if prune is None else node_attrs.index_select(0, prune.local_nodes)
+        node_e0 = mace.atomic_energies_fn(attrs)[arange, heads]  # zeros: E0 is added in float64 by energy()
+        node_es_list = [torch.zeros_like(node_e0)]  # mace's pair-repulsion slot
+        for i, readout in enumerate(mace.readouts):
+            node_es_list.append(readout(features[-1 if len(mace.readouts) == 1 else i], heads)[arange, heads])
+        node_inter_es = mace.scale_shift(torch.sum(torch.stack(node_es_list, dim=0), dim=0), heads)
+        return node_e0.clone().double() + node_inter_es.clone().double()
 
     def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True, compute_stress: bool = False,
                 training: Optional[bool] = None) -> Dict[str, torch.Tensor]:

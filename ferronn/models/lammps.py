@@ -9,16 +9,18 @@ CUDA from the same file, and has dynamic atom and edge counts (checked below on 
 Inputs are the graph one LAMMPS rank builds in C++ from its full neighbour list, not a periodic cell
 (``edge_index[0]`` sender j, ``edge_index[1]`` receiver i; the edge vector is r_i − r_j + shift, |…| < r_max):
 
-    energy: (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å)
-                                                              → node_energy (N,) eV, float64
-    born:   the same                                          → Z* (N,3,3) e, *before* the acoustic sum rule
-                                                                (the plugin subtracts the global mean itself)
+    energy: (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å, nlocal () int64)
+                                                              → node_energy (nlocal,) eV, float64
+    born:   the same                                          → Z* (nlocal,3,3) e, *before* the acoustic sum
+                                                                rule (the plugin subtracts the global mean)
 
-On several ranks the nodes are local and ghost atoms at their image positions and every shift is zero; on one
-rank of a periodic box they are the local atoms only, with the ghosts folded onto their owners as Cartesian
-shifts (no ghost shell to evaluate). Metadata travels as an extra file ``ferronn_lammps.txt`` inside the
-archive, one ``key value...`` per line (kind, atomic_numbers, r_max, num_interactions, dtype, units,
-ferronn_version): the C++ side parses it without a JSON library.
+Nodes 0..nlocal-1 are the rank's local atoms, the rest ghosts: only the local atoms' outputs are computed, and
+each layer only where they need it (receiver pruning, ``models.receivers``). On several ranks the nodes are
+local and ghost atoms at their image positions and every shift is zero; on one rank of a periodic box they are
+the local atoms only (nlocal = N), with the ghosts folded onto their owners as Cartesian shifts (no ghost shell
+to evaluate). Metadata travels as an extra file ``ferronn_lammps.txt`` inside the archive, one ``key value...``
+per line (kind, format, atomic_numbers, r_max, num_interactions, dtype, units, ferronn_version): the C++ side
+parses it without a JSON library.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from ..units import UNIT_SYSTEM
 
 METADATA = "ferronn_lammps.txt"
 SUFFIX = ".lammps.pt"
+# Version of the modules' inputs, read by the plugin: 1 (no "format" row, before receiver pruning) took
+# (positions, species, edge_index, shifts) and returned every node; 2 adds nlocal and returns the local atoms.
+FORMAT = 2
 
 
 def _one_structure(positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -52,25 +57,43 @@ def _one_structure(positions: torch.Tensor, species: torch.Tensor, edge_index: t
 
 
 class LammpsEnergy(torch.nn.Module):
-    """Per-atom energies (N,) in eV (float64, E0 included) of a cluster given by positions and edges."""
+    """Per-atom energies (nlocal,) in eV (float64, E0 included) of the local atoms of a cluster; ``prune=False``
+    traces the unpruned loop, for graphs where every node is local (nlocal = N)."""
 
-    def __init__(self, model):
+    def __init__(self, model, prune: bool = True):
         super().__init__()
-        self.model = model
+        self.model, self.prune = model, prune
 
-    def forward(self, positions, species, edge_index, shifts):
-        return self.model.energy(_one_structure(positions, species, edge_index, shifts))[K.NODE_ENERGY]
+    def forward(self, positions, species, edge_index, shifts, nlocal):
+        batch = _one_structure(positions, species, edge_index, shifts)
+        return self.model.energy(batch, nlocal if self.prune else None)[K.NODE_ENERGY]
 
 
 class LammpsBorn(torch.nn.Module):
-    """Per-atom Z* (N, 3, 3) in e before the acoustic sum rule."""
+    """Per-atom Z* (nlocal, 3, 3) in e of the local atoms, before the acoustic sum rule (``prune`` as above)."""
 
-    def __init__(self, model):
+    def __init__(self, model, prune: bool = True):
         super().__init__()
-        self.model = model
+        self.model, self.prune = model, prune
 
-    def forward(self, positions, species, edge_index, shifts):
-        return self.model.unconstrained(_one_structure(positions, species, edge_index, shifts))
+    def forward(self, positions, species, edge_index, shifts, nlocal):
+        batch = _one_structure(positions, species, edge_index, shifts)
+        return self.model.unconstrained(batch, nlocal if self.prune else None)
+
+
+class Dispatch(torch.nn.Module):
+    """The file's module (scripted): every node local (one rank of a periodic box) runs the unpruned trace, whose
+    numbers are the model's own to the bit; a ghost graph runs the pruned one. A tracer cannot branch on nlocal."""
+
+    def __init__(self, full, pruned):
+        super().__init__()
+        self.full, self.pruned = full, pruned
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor,
+                nlocal: torch.Tensor) -> torch.Tensor:
+        if int(nlocal) == positions.shape[0]:
+            return self.full(positions, species, edge_index, shifts, nlocal)
+        return self.pruned(positions, species, edge_index, shifts, nlocal)
 
 
 def graph_inputs(model, atoms, dtype) -> tuple:
@@ -98,7 +121,7 @@ def _cluster(model, size: int, seed: int, periodic: bool = False):
 
 
 def metadata_text(model, kind: str) -> str:
-    rows = {"kind": kind, "atomic_numbers": " ".join(str(z) for z in model.atomic_numbers),
+    rows = {"kind": kind, "format": str(FORMAT), "atomic_numbers": " ".join(str(z) for z in model.atomic_numbers),
             "r_max": repr(float(model.r_max)), "num_interactions": str(int(model.config.num_interactions)),
             "dtype": str(model.dtype).replace("torch.", ""), "units": UNIT_SYSTEM,
             "ferronn_version": __version__}
@@ -122,24 +145,33 @@ def export_lammps(checkpoint_path: str, out: str, dtype=None, tol=None) -> str:
     model = load(checkpoint_path, dtype=dtype).eval()
     if model.kind not in ("energy", "born"):
         raise CheckpointError(f"checkpoint '{checkpoint_path}': cannot export a '{model.kind}' model for LAMMPS")
-    wrapper = (LammpsEnergy if model.kind == "energy" else LammpsBorn)(model).eval()
+    wrapper = LammpsEnergy if model.kind == "energy" else LammpsBorn
     if model.kind == "energy":
         model._e0(torch.device("cpu"))
+    example = graph_inputs(model, _cluster(model, 2, 0), model.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints: the check below is what counts
-        traced = torch.jit.trace(wrapper, graph_inputs(model, _cluster(model, 2, 0), model.dtype),
-                                 check_trace=False)
+        full, pruned = (torch.jit.trace(wrapper(model, prune).eval(), (*example, torch.tensor(n)), check_trace=False)
+                        for prune, n in ((False, len(example[0])), (True, 3)))
+    traced = torch.jit.script(Dispatch(full, pruned))
     pairs = []
-    for atoms in (_cluster(model, 3, 1), _cluster(model, 3, 2, periodic=True)):  # sizes it was not traced at
+    # Sizes it was not traced at: a cluster with 10 of its 27 atoms local (pruned) and a periodic crystal, all
+    # local (the one-rank graph), each against the unpruned model (every node local, nothing pruned).
+    for atoms, nlocal in ((_cluster(model, 3, 1), 10), (_cluster(model, 3, 2, periodic=True), 27)):
         positions, species, edges, shifts = graph_inputs(model, atoms, model.dtype)
         positions.requires_grad_(True)
         shifts.requires_grad_(True)
-        a, b = traced(positions, species, edges, shifts), wrapper(positions, species, edges, shifts)
+        batch = _one_structure(positions, species, edges, shifts)
+        a = traced(positions, species, edges, shifts, torch.tensor(nlocal))
+        b = (model.energy(batch)[K.NODE_ENERGY] if model.kind == "energy" else model.unconstrained(batch))[:nlocal]
         pairs.append((a, b))
-        if model.kind == "energy":  # forces and the shifts' gradient (the virial on one rank)
+        if model.kind == "energy":  # forces on every atom and the shifts' gradient (the virial on one rank)
             pairs += zip(*(torch.autograd.grad(x.sum(), (positions, shifts)) for x in (a, b)))
     tol = tol if tol is not None else (1e-9 if model.dtype == torch.float64 else 1e-4)
     for x, y in pairs:
+        if x.shape != y.shape:
+            raise CheckpointError(f"LAMMPS export of '{checkpoint_path}': the traced module gives shape "
+                                  f"{tuple(x.shape)}, the model {tuple(y.shape)}, on a new size; nothing written")
         error = float((x - y).detach().abs().max() / y.detach().abs().max().clamp_min(1e-12))
         if error > tol:
             raise CheckpointError(f"LAMMPS export of '{checkpoint_path}': the traced module differs from the model "

@@ -35,6 +35,8 @@ std::string element_symbol(int z)
   return (z > 0 && z < NUM_SYMBOLS) ? SYMBOLS[z] : std::to_string(z);
 }
 
+static const int FORMAT = 2;    // newest model file format this plugin reads (ferronn/models/lammps.py)
+
 static std::string hint()
 {
   return " (write model files with: python -m ferronn.export --lammps --checkpoint energy.ckpt born.ckpt "
@@ -75,6 +77,11 @@ std::string load_model(const std::string &path, const std::string &kind, const s
   for (int z; numbers >> z;) out.atomic_numbers.push_back(z);
   out.r_max = std::stod(meta["r_max"]);
   out.num_interactions = std::stoi(meta["num_interactions"]);
+  out.format = meta.count("format") ? std::atoi(meta["format"].c_str()) : 1;
+  if (out.format < 1 || out.format > FORMAT)
+    return "'" + path + "' has model file format '" + meta["format"] + "'; this plugin reads formats 1 to " +
+        std::to_string(FORMAT) + ": rebuild the plugin (bash lammps/build.sh) from the ferronn that wrote it, or "
+        "re-export the model with this one" + hint();
   out.dtype_name = meta["dtype"];
   if (out.dtype_name != "float64" && out.dtype_name != "float32")
     return "'" + path + "': dtype '" + out.dtype_name + "', expected float32 or float64";
@@ -214,7 +221,8 @@ std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g,
     positions.requires_grad_(true);
     shifts.requires_grad_(true);
   }
-  return {positions, spec.to(model.device), edges.to(model.device), shifts};
+  if (model.format < 2) return {positions, spec.to(model.device), edges.to(model.device), shifts};
+  return {positions, spec.to(model.device), edges.to(model.device), shifts, torch::tensor((int64_t) g.nlocal)};
 }
 
 }    // namespace ferronn

@@ -2,12 +2,15 @@
 
    A model file is a TorchScript module written by `python -m ferronn.export --lammps`
    (ferronn/models/lammps.py) with an extra file `ferronn_lammps.txt` of `key value` rows.
-   Both models take (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å), the edge
-   vector being r_receiver - r_sender + shift. Two graphs feed them (Graph below):
+   Both models take (positions (N,3) Å, species (N,) int64, edge_index (2,E) int64, shifts (E,3) Å, nlocal ()
+   int64), the edge vector being r_receiver - r_sender + shift, nodes 0..nlocal-1 the local atoms; they return
+   the local atoms' outputs only and evaluate each layer only where those need it (receiver pruning). Files of
+   format 1 (no "format" row: written before pruning) take no nlocal and return every node; they still run,
+   unpruned. Two graphs feed them (Graph below):
      ghost:    local + ghost atoms at their image positions, shifts zero (any number of ranks);
      periodic: one rank, periodic box: local atoms only, each ghost folded onto its owner as a shift.
-     energy -> per-atom energy (N,) eV, float64
-     born   -> per-atom Z* (N,3,3) e before the acoustic sum rule (the fix subtracts the global mean). */
+     energy -> per-atom energy (nlocal,) eV, float64
+     born   -> per-atom Z* (nlocal,3,3) e before the acoustic sum rule (the fix subtracts the global mean). */
 
 #ifndef FERRONN_MODEL_H
 #define FERRONN_MODEL_H
@@ -32,6 +35,7 @@ struct Model {
   std::vector<int> atomic_numbers;    // model species s is element atomic_numbers[s]
   double r_max = 0.0;                 // Å, the edge cutoff
   int num_interactions = 0;           // message-passing layers: the receptive field is layers * r_max
+  int format = 1;                     // inputs version (ferronn/models/lammps.py FORMAT): 2 takes nlocal
   torch::ScalarType dtype = torch::kFloat64;
   torch::Device device = torch::kCPU;
 };
@@ -67,7 +71,8 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, d
 void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
                           double r_max, Graph &g, std::vector<int> &owner_of_tag);
 
-// Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges.
+// Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges,
+// and (format >= 2) the number of local nodes.
 std::vector<torch::jit::IValue> graph_inputs(const Model &model, const Graph &g, double **x, const int *type,
                                              const std::vector<int64_t> &type_species, bool requires_grad,
                                              torch::Tensor &positions, torch::Tensor &shifts);

@@ -164,9 +164,10 @@ void PairFerronn::compute(int eflag, int vflag)
     }
     for (int i = 0; i < nlocal; i++) local_energy += ee[i];
     if (!reported && comm->me == 0) {    // the ghost shell's cost, once per run: nodes beyond nlocal are ghosts
-      utils::logmesg(lmp, "pair ferronn: {} graph on rank 0: {} nodes ({} local), {} edges; ghost cutoff {} A\n",
-                     periodic_graph ? "periodic" : "ghost", graph.atoms.size(), nlocal, graph.num_edges(),
-                     comm->cutghostuser);
+      utils::logmesg(lmp, "pair ferronn: {} graph on rank 0: {} nodes ({} local), {} edges; ghost cutoff {} A; "
+                     "model file format {}{}\n", periodic_graph ? "periodic" : "ghost", graph.atoms.size(), nlocal,
+                     graph.num_edges(), comm->cutghostuser, model.format,
+                     model.format < 2 ? " (receivers not pruned: re-export the model for faster multi-rank runs)" : "");
       reported = 1;
     }
     if (eflag_atom)
