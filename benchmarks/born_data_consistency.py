@@ -110,13 +110,19 @@ def model_born(path, frames, indices):
 
 
 def path_loss(pairs, dipoles, charges) -> float:
-    """Mean over pairs of |r|²/|Δu|² (e²), r the folded trapezoid residual with the given Z* per frame."""
+    """Mean over pairs of |r|²/|Δu|² (e²), r the folded trapezoid residual with the given Z* per frame: the
+    Born-path loss's own term (ferronn/train/born_path.py), so the figure is the one training sees."""
+    import torch
+
+    from ferronn.train.born_path import Pair, path_term
+
     terms = []
     for p in pairs:
         i, j = p["frames"]
-        residual = dipoles[j] - dipoles[i] - np.einsum("kab,kb->a", 0.5 * (charges[i] + charges[j]), p["du"])
-        residual -= np.round(residual @ np.linalg.inv(p["cell"])) @ p["cell"]
-        terms.append(float(residual @ residual) / float((p["du"] ** 2).sum()))
+        pair = Pair(i, j, *(torch.as_tensor(x, dtype=torch.float64) for x in (p["du"], dipoles[j] - dipoles[i],
+                                                                               p["cell"])))
+        born_i, born_j = (torch.as_tensor(charges[k], dtype=torch.float64) for k in (i, j))
+        terms.append(float(path_term(born_i, born_j, pair)))
     return float(np.mean(terms))
 
 
