@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
+from timing import STRUCTURE  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 CKPT = os.path.join(ROOT, "checkpoints", "batio3-allegro-pol")
-STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
 SKIN = 1.0  # Å, ferronn.lammps.input_script's "neighbor 1.0 bin"
 
 
@@ -78,6 +78,13 @@ def rank_graph(atoms, r_max: float, layers: int):
     return torch.as_tensor(images[nodes]), numbers[nodes], edge_index, nlocal
 
 
+def model_species(numbers, atomic_numbers) -> torch.Tensor:
+    """Model species indices (N,) of atomic ``numbers`` for a model of ``atomic_numbers``."""
+    from ferronn.data.graph import SpeciesTable
+
+    return SpeciesTable(list(atomic_numbers)).index(torch.as_tensor(numbers), "lammps_prune")
+
+
 def edges_only(prune, edge_index, num_nodes: int, nlocal: int):
     """``prune`` with every layer on all node rows: edges pruned, node updates (products) on every node."""
     from ferronn.models import receivers
@@ -95,8 +102,7 @@ def node_pruning(atoms, repeats: int) -> dict:
 
     model = load(os.path.join(CKPT, "energy.ckpt")).eval()
     positions, numbers, edges, nlocal = rank_graph(atoms, model.r_max, model.config.num_interactions)
-    table = {z: s for s, z in enumerate(model.atomic_numbers)}
-    species = torch.as_tensor([table[int(z)] for z in numbers])
+    species = model_species(numbers, model.atomic_numbers)
     shifts = torch.zeros(edges.shape[1], 3, dtype=torch.float64)
     attrs = torch.nn.functional.one_hot(species, len(model.atomic_numbers)).to(torch.float64)
     full = receivers.plan(edges, len(positions), torch.tensor(nlocal), model.config.num_interactions)
@@ -131,26 +137,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import ase.io
 
-    from ferronn.models.lammps import export_lammps
+    from ferronn.models.checkpoint import load_checkpoint
+    from ferronn.models.lammps import export_lammps, graph_inputs, read_metadata
 
     torch.set_num_threads(1)
     torch._C._set_graph_executor_optimize(False)  # as the plugin (ferronn_model.cpp: the plain interpreter)
     atoms = ase.io.read(STRUCTURE, 0).repeat((args.supercell,) * 3)
     folder = tempfile.mkdtemp(prefix="lammps_prune_")
     out = {"atoms": len(atoms), "ranks": 2, "threads": 1, "repeats": args.repeats, "dtype": "float64"}
-    from ferronn.models.checkpoint import load_checkpoint
-    from ferronn.models.lammps import graph_inputs
-
     model_of = {kind: load_checkpoint(os.path.join(CKPT, f"{kind}.ckpt")) for kind in ("energy", "born")}
     for kind in ("energy", "born"):
         path = export_lammps(os.path.join(CKPT, f"{kind}.ckpt"), os.path.join(folder, f"{kind}.lammps.pt"))
         module = torch.jit.load(path)
-        from ferronn.models.lammps import read_metadata
-
         meta = read_metadata(path)
         positions, numbers, edges, nlocal = rank_graph(atoms, float(meta["r_max"]), int(meta["num_interactions"]))
-        table = {z: s for s, z in enumerate(int(z) for z in meta["atomic_numbers"].split())}
-        species = torch.as_tensor([table[int(z)] for z in numbers])
+        species = model_species(numbers, [int(z) for z in meta["atomic_numbers"].split()])
         shifts = torch.zeros(edges.shape[1], 3, dtype=torch.float64)
 
         def run(n):
