@@ -21,18 +21,16 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
 
 from ferronn import lammps as L  # noqa: E402
+from timing import STRUCTURE  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 CKPT = os.path.join(ROOT, "checkpoints", "batio3-allegro-pol")
-STRUCTURE = os.path.join(ROOT, "..", "shared", "data", "batio3-allegro-pol", "BaTiO3.xyz")
 FIELD = 0.01  # V/Å along z
 # Runs the command and reports the largest resident set of its processes (mpiexec's ranks included).
 PEAK = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
