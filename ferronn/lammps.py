@@ -109,13 +109,14 @@ def _number(symbol: str) -> int:
 def input_script(data: str, energy: str, elements: Sequence[str], steps: int, born: Optional[str] = None,
                  field: str = "constant 0 0 0", dt_fs: float = 1.0, plugin: Optional[str] = None, pre: str = "",
                  restart_in: Optional[str] = None, restart_out: Optional[str] = None,
-                 dump: Optional[str] = None, thermo: int = 0, extra: str = "") -> str:
+                 dump: Optional[str] = None, thermo: int = 0, extra: str = "", pair_args: str = "") -> str:
     """An NVE input script: the plugin, the models, ``field`` (the fix's arguments after the Born file), ``steps``
     of velocity Verlet, then ``RESULT`` lines (U0, K, M, H, P at full precision) and an optional dump of the
-    unwrapped positions. ``restart_in`` starts from a restart file instead of ``data``."""
+    unwrapped positions. ``restart_in`` starts from a restart file instead of ``data``; ``pair_args`` follow
+    ``pair_style ferronn`` (e.g. ``graph ghost``)."""
     start = f"read_restart {restart_in}" if restart_in else f"read_data {data}"
     lines = [f"plugin load {plugin or plugin_path()}", "units metal", "atom_style atomic", "atom_modify map array",
-             "boundary p p p", pre, start, "pair_style ferronn", f"pair_coeff * * {energy} {' '.join(elements)}",
+             "boundary p p p", pre, start, f"pair_style ferronn {pair_args}".rstrip(), f"pair_coeff * * {energy} {' '.join(elements)}",
              "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {dt_fs / 1000.0!r}",
              "fix nve all nve"]
     result = "variable u equal pe\nvariable k equal ke\n"

@@ -202,14 +202,14 @@ def engine_run(supercell: int, steps: int, kind: str):
 
 
 def lammps_run(folder, start, models, steps, kind="constant", ranks=1, energy="energy", pre="", extra="",
-               origin=(0.0, 0.0, 0.0), restart_out=None, restart_in=None, name="in.ferronn"):
+               origin=(0.0, 0.0, 0.0), restart_out=None, restart_in=None, name="in.ferronn", pair_args=""):
     os.makedirs(folder, exist_ok=True)
     elements = L.write_data(os.path.join(folder, "data.lmp"), start["positions"], start["cell"], start["numbers"],
                             start["velocities"], origin=origin)
     pre = pre + ("\n" + VARIABLES if kind == "variable" else "")
     script = L.input_script("data.lmp", models[energy], elements, steps, born=models["born"],
                             field=LAMMPS_FIELDS[kind], pre=pre, extra=extra, dump=name + ".dump",
-                            restart_out=restart_out, restart_in=restart_in)
+                            restart_out=restart_out, restart_in=restart_in, pair_args=pair_args)
     done = L.run_lammps(script, folder, ranks=ranks, name=name, timeout=900)
     log = open(os.path.join(folder, name + ".log")).read()
     assert done.returncode == 0, log[-3000:] + done.stderr[-2000:]
@@ -232,12 +232,19 @@ def assert_matches(result, positions, end, atoms):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,ranks", [("constant", 1), ("sine", 2), ("variable", 1)])
-def test_nve_with_field_matches_engine(models, tmp_path, kind, ranks):
+@pytest.mark.parametrize("kind,ranks,graph", [("constant", 1, "auto"), ("sine", 2, "auto"), ("variable", 1, "auto"),
+                                              ("sine", 2, "ghost")])
+def test_nve_with_field_matches_engine(models, tmp_path, kind, ranks, graph):
     require_shared(), require_plugin()
     start, end = engine_run(1, STEPS, "constant" if kind == "constant" else "sine")
-    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, STEPS, kind, ranks)
+    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, STEPS, kind, ranks,
+                                        pair_args=f"graph {graph}")
     assert_matches(result, positions, end, len(positions))
+    # Folded, 2 ranks of 135 atoms: every ghost image of a rank's own atoms is one node with them, so the
+    # graph has fewer nodes than one per image (graph ghost) but more than the local atoms (other rank's atoms).
+    nodes, local = map(int, re.search(r"graph on rank 0: (\d+) nodes \((\d+) local\)", log).groups())
+    assert (nodes == local) == (ranks == 1), (nodes, local)
+    assert f"{'folded' if graph == 'auto' else 'unfolded'} graph" in log
     # torch's float64 products use torch's BLAS, not liblammps' bundled reference dgemm_ (the loader's
     # RTLD_DEEPBIND; linked into the process' global scope they took the reference one, 1.3x slower per step).
     assert "dgemm_ from libtorch_cpu" in log, re.findall(r"pair ferronn: .*", log)

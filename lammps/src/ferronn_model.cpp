@@ -109,25 +109,29 @@ std::string map_types(const Model &model, const std::vector<std::string> &elemen
   return "";
 }
 
-void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, double r_max, int layers,
-                 Graph &g, std::vector<int> &level)
+void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal, double r_max,
+                 int layers, bool fold, Graph &g, std::unordered_map<LAMMPS_NS::tagint, int> &node_of_tag)
 {
-  // Breadth-first search in hops of r_max from the local atoms; `level` doubles as the node index map.
+  // Breadth-first search in hops of r_max from the local atoms. Folded: one node per atom ID, at the image the
+  // search reached first (the fewest hops, so its neighbour list is complete where it is needed); every other
+  // image of that atom is the same node seen through a shift. Unfolded: one node per image.
   const double cutsq = r_max * r_max;
-  level.assign(nall, -1);
+  node_of_tag.clear();
+  std::vector<int> &hop = g.hop;
   g.atoms.clear();
-  g.edge_index.clear();
+  hop.clear();
   g.nlocal = nlocal;
-  std::vector<int> hop(nall, -1);
-  for (int i = 0; i < nlocal; i++) {
-    hop[i] = 0;
-    level[i] = i;
-    g.atoms.push_back(i);
-  }
   auto within = [&](int i, int j) {
     double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
     return dx * dx + dy * dy + dz * dz < cutsq;
   };
+  // A key per image when unfolded: atom IDs of local atoms and ghosts are >= 1, so -(index+1) never collides.
+  auto key = [&](int j) { return fold ? tag[j] : (LAMMPS_NS::tagint) -(j + 1); };
+  for (int i = 0; i < nlocal; i++) {
+    node_of_tag[key(i)] = i;
+    g.atoms.push_back(i);
+    hop.push_back(0);
+  }
   size_t begin = 0;
   for (int h = 1; h <= layers; h++) {
     size_t end = g.atoms.size();
@@ -136,58 +140,30 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, d
       const int *jlist = list->firstneigh[i];
       for (int jj = 0; jj < list->numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
-        if (hop[j] < 0 && within(i, j)) {
-          hop[j] = h;
-          level[j] = (int) g.atoms.size();
+        if (within(i, j) && node_of_tag.emplace(key(j), (int) g.atoms.size()).second) {
           g.atoms.push_back(j);
+          hop.push_back(h);
         }
       }
     }
     begin = end;
   }
-  // Edges into receivers of level <= layers-1 (their neighbours all have a node by construction).
-  std::vector<int64_t> senders, receivers;
-  for (size_t k = 0; k < g.atoms.size(); k++) {
-    int i = g.atoms[k];
-    if (hop[i] > layers - 1) continue;
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      int j = jlist[jj] & NEIGHMASK;
-      if (within(i, j)) {
-        senders.push_back(level[j]);
-        receivers.push_back((int64_t) k);
-      }
-    }
-  }
-  g.edge_index.reserve(2 * senders.size());
-  g.edge_index.insert(g.edge_index.end(), senders.begin(), senders.end());
-  g.edge_index.insert(g.edge_index.end(), receivers.begin(), receivers.end());
-  g.shifts.assign(3 * senders.size(), 0.0);
-}
-
-void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
-                          double r_max, Graph &g, std::vector<int> &owner_of_tag)
-{
-  const double cutsq = r_max * r_max;
-  LAMMPS_NS::tagint max_tag = 0;
-  for (int i = 0; i < nlocal; i++) max_tag = std::max(max_tag, tag[i]);
-  owner_of_tag.assign(max_tag + 1, -1);
-  for (int i = 0; i < nlocal; i++) owner_of_tag[tag[i]] = i;
-  g.atoms.resize(nlocal);
-  for (int i = 0; i < nlocal; i++) g.atoms[i] = i;
-  g.nlocal = nlocal;
+  // Edges into receivers of hop <= layers-1 (every neighbour of those has a node by construction), from the
+  // sender's node with shift x_node - x_j: the edge vector x_i - x_node + shift is x_i - x_j.
   std::vector<int64_t> senders, receivers;
   g.shifts.clear();
-  for (int i = 0; i < nlocal; i++) {
+  for (size_t k = 0; k < g.atoms.size(); k++) {
+    if (hop[k] > layers - 1) continue;
+    int i = g.atoms[k];
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       int j = jlist[jj] & NEIGHMASK;
-      double d[3] = {x[i][0] - x[j][0], x[i][1] - x[j][1], x[i][2] - x[j][2]};
-      if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= cutsq) continue;
-      int o = j < nlocal ? j : owner_of_tag[tag[j]];
+      if (!within(i, j)) continue;
+      int o = node_of_tag.at(key(j));
+      int xo = g.atoms[o];
       senders.push_back(o);
-      receivers.push_back(i);
-      for (int c = 0; c < 3; c++) g.shifts.push_back(x[o][c] - x[j][c]);    // x_i - x_j = x_i - x_o + shift
+      receivers.push_back((int64_t) k);
+      for (int c = 0; c < 3; c++) g.shifts.push_back(x[xo][c] - x[j][c]);
     }
   }
   g.edge_index.clear();

@@ -6,9 +6,7 @@
    int64), the edge vector being r_receiver - r_sender + shift, nodes 0..nlocal-1 the local atoms; they return
    the local atoms' outputs only and evaluate each layer only where those need it (receiver pruning). Files of
    format 1 (no "format" row: written before pruning) take no nlocal and return every node; they still run,
-   unpruned. Two graphs feed them (Graph below):
-     ghost:    local + ghost atoms at their image positions, shifts zero (any number of ranks);
-     periodic: one rank, periodic box: local atoms only, each ghost folded onto its owner as a shift.
+   unpruned. The graph that feeds them is Graph below (folded by default, or one node per ghost image).
      energy -> per-atom energy (nlocal,) eV, float64
      born   -> per-atom Z* (nlocal,3,3) e before the acoustic sum rule (the fix subtracts the global mean). */
 
@@ -19,6 +17,7 @@
 #include <torch/script.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "lmptype.h"
@@ -51,25 +50,26 @@ std::string element_symbol(int z);
 std::string map_types(const Model &model, const std::vector<std::string> &elements, std::vector<int64_t> &species);
 
 /* The graph one rank feeds a model with L = num_interactions layers and cutoff r_max.
-   Nodes: local atoms (hop level 0) and ghosts reachable in <= L hops of r_max from them.
-   Edges j -> i for every receiver i of level <= L-1 and neighbour j within r_max: after L layers the
-   features of level-0 atoms are exact (those of farther nodes are not, and are not used). */
+   Nodes: the local atoms (hop 0), then the atoms reachable in <= L hops of r_max from them, in hop order.
+   Edges j -> i for every receiver i of hop <= L-1 and neighbour j within r_max: after L layers the features of
+   the local atoms are exact (those of farther nodes are not, and are not used).
+   Folded (graph auto): one node per atom ID. A ghost that is a periodic image of an atom already in the graph
+   (a local atom, or another image reached in fewer hops) is not a node of its own: its edges come from that
+   atom's node with a Cartesian shift, as in ferronn.md's periodic graph. On one rank of a periodic box every
+   ghost folds onto a local atom, so the graph is exactly the engine's (no ghost shell); on several ranks only
+   the atoms other ranks own remain as ghost nodes. Unfolded (graph ghost): one node per image, shifts zero. */
 struct Graph {
-  std::vector<int> atoms;              // LAMMPS index of each node; node k = atom k for k < nlocal
+  std::vector<int> atoms;              // LAMMPS index of each node (its image); node k = atom k for k < nlocal
+  std::vector<int> hop;                // hops from the local atoms of each node
   std::vector<int64_t> edge_index;     // 2*E: senders (row 0) then receivers (row 1), node indices
-  std::vector<double> shifts;          // 3*E, Å: zero in a ghost graph
+  std::vector<double> shifts;          // 3*E, Å: edge vector = x_receiver - x_sender + shift
   int nlocal = 0;
   int64_t num_edges() const { return (int64_t) edge_index.size() / 2; }
 };
 
 // Builds `g` from a full neighbour list that includes ghost atoms' neighbours (REQ_FULL | REQ_GHOST).
-void build_graph(LAMMPS_NS::NeighList *list, double **x, int nlocal, int nall, double r_max, int layers,
-                 Graph &g, std::vector<int> &scratch);
-
-/* One rank owning a periodic box: nodes are the nlocal atoms; a neighbour j that is a ghost becomes an edge
-   from its owner o (same atom ID) with shift x_o - x_j, so the model sees exactly the periodic graph. */
-void build_periodic_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal,
-                          double r_max, Graph &g, std::vector<int> &owner_of_tag);
+void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal, double r_max,
+                 int layers, bool fold, Graph &g, std::unordered_map<LAMMPS_NS::tagint, int> &node_of_tag);
 
 // Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges,
 // and (format >= 2) the number of local nodes.

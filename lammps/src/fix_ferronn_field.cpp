@@ -115,7 +115,7 @@ void FixFerronnField::init()
     born.module.to(born.device);
   }
   // The Born model's receptive field may reach farther than the energy model's ghost shell.
-  const double need = (pair->periodic_graph ? born.r_max : born.num_interactions * born.r_max) + neighbor->skin;
+  const double need = (pair->all_local ? born.r_max : born.num_interactions * born.r_max) + neighbor->skin;
   if (comm->cutghostuser < need) comm->cutghostuser = need;
   for (int k = 0; kind == VARIABLE && k < 3; k++) {
     varindex[k] = input->variable->find(varname[k].c_str());

@@ -102,11 +102,12 @@ void PairFerronn::init_style()
     error->all(FLERR, "pair_style ferronn needs units metal (eV, Angstrom, ps); got units {}", update->unit_style);
   if (atom->natoms > 0 && !atom->tag_enable) error->all(FLERR, "pair_style ferronn needs atom IDs");
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
-  periodic_graph = graph_mode == "auto" && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
-      domain->zperiodic;
-  // Ghost graph: ghosts out to layers * r_max (+ skin), so every node within layers-1 hops has its full
-  // neighbourhood. Periodic graph: the neighbour list's own cutoff (r_max + skin) is enough.
-  double need = (periodic_graph ? model.r_max : model.num_interactions * model.r_max) + neighbor->skin;
+  fold = graph_mode == "auto";
+  // Every node within L-1 hops needs its full neighbourhood: ghosts out to L * r_max (+ skin). On one rank of a
+  // periodic box every ghost folds onto a local atom, so only the local atoms' neighbour lists are read and the
+  // neighbour list's own cutoff (r_max + skin) is enough.
+  all_local = fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic && domain->zperiodic;
+  double need = (all_local ? model.r_max : model.num_interactions * model.r_max) + neighbor->skin;
   if (comm->cutghostuser < need) comm->cutghostuser = need;
   reported = 0;
 }
@@ -119,10 +120,7 @@ double PairFerronn::init_one(int i, int j)
 
 void PairFerronn::build(ferronn::Graph &g, double r_max, int layers)
 {
-  if (periodic_graph)
-    ferronn::build_periodic_graph(list, atom->x, atom->tag, atom->nlocal, r_max, g, owner);
-  else
-    ferronn::build_graph(list, atom->x, atom->nlocal, atom->nlocal + atom->nghost, r_max, layers, g, scratch);
+  ferronn::build_graph(list, atom->x, atom->tag, atom->nlocal, r_max, layers, fold, g, node_of_tag);
 }
 
 // The library whose dgemm_ this library's scope binds to: libtorch_cpu's own under the loader's RTLD_DEEPBIND,
@@ -168,7 +166,7 @@ void PairFerronn::compute(int eflag, int vflag)
       f[i][1] += fe[3 * k + 1];
       f[i][2] += fe[3 * k + 2];
     }
-    if (vflag_global) {    // W = sum_k r_k (x) F_k - sum_e s_e (x) dU/ds_e (the second sum is zero in a ghost graph)
+    if (vflag_global) {    // W = sum_k r_k (x) F_k - sum_e s_e (x) dU/ds_e (shifts are zero unfolded)
       for (size_t k = 0; k < graph.atoms.size(); k++) {
         const double *r = x[graph.atoms[k]], *fk = fe + 3 * k;
         virial[0] += r[0] * fk[0];
@@ -178,7 +176,7 @@ void PairFerronn::compute(int eflag, int vflag)
         virial[4] += r[0] * fk[2];
         virial[5] += r[1] * fk[2];
       }
-      for (int64_t e = 0; periodic_graph && e < graph.num_edges(); e++) {
+      for (int64_t e = 0; fold && e < graph.num_edges(); e++) {
         const double *sh = &graph.shifts[3 * e], *ge3 = ge + 3 * e;
         virial[0] -= sh[0] * ge3[0];
         virial[1] -= sh[1] * ge3[1];
@@ -191,7 +189,7 @@ void PairFerronn::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; i++) local_energy += ee[i];
     if (!reported && comm->me == 0) {    // the ghost shell's cost, once per run: nodes beyond nlocal are ghosts
       utils::logmesg(lmp, "pair ferronn: {} graph on rank 0: {} nodes ({} local), {} edges; ghost cutoff {} A; "
-                     "model file format {}{}; dgemm_ from {}\n", periodic_graph ? "periodic" : "ghost",
+                     "model file format {}{}; dgemm_ from {}\n", fold ? "folded" : "unfolded",
                      graph.atoms.size(), nlocal, graph.num_edges(), comm->cutghostuser, model.format,
                      model.format < 2 ? " (receivers not pruned: re-export the model for faster multi-rank runs)" : "",
                      blas_provider());

@@ -3,13 +3,14 @@
      pair_style ferronn [device cpu|cuda|cuda:N] [graph auto|ghost] [heap yes|no]
      pair_coeff * * energy.lammps.pt Ba Ti O        (one element per LAMMPS type)
 
-   U0 = sum of the per-atom energies of this rank's local atoms; forces -dU0/dr by autograd.
-   graph ghost (several ranks, or asked for): nodes are local atoms and ghosts within num_interactions hops of
-     r_max; forces land on ghosts too and are reverse-communicated (newton_pair on); virial sum_k r_k (x) F_k
-     over local + ghost nodes, exact for an energy of relative positions.
-   graph auto on one rank of a periodic box: nodes are the local atoms only, ghosts folded onto their owners as
-     edge shifts s (the periodic graph of ferronn.md, no ghost shell to evaluate); virial
-     sum_k r_k (x) F_k - sum_e s_e (x) dU/ds_e.
+   U0 = sum of the per-atom energies of this rank's local atoms; forces -dU0/dr by autograd, on local atoms and
+   on the ghost images that are nodes (reverse-communicated to their owners: newton_pair on).
+   graph auto (default): ghost images fold onto one node per atom ID (ferronn_model.h), so on one rank of a
+     periodic box the nodes are the local atoms only (ferronn.md's periodic graph) and on several ranks only the
+     atoms of other ranks are ghost nodes, out to num_interactions hops of r_max.
+   graph ghost: one node per ghost image, shifts zero (every image is evaluated; for checks).
+   Virial sum_k r_k (x) F_k - sum_e s_e (x) dU/ds_e over the graph's nodes k and edge shifts s_e, exact for an
+   energy of relative positions; both gradients come from one backward pass.
    No per-atom virial. */
 
 #ifdef PAIR_CLASS
@@ -43,7 +44,8 @@ class PairFerronn : public Pair {
   double local_energy = 0.0;    // eV, sum over this rank's local atoms at the last compute()
   std::string device = "cpu";
   ferronn::Model model;
-  bool periodic_graph = false;    // decided in init_style: one rank, periodic in x, y, z, and graph auto
+  bool fold = true;               // graph auto: ghost images fold onto one node per atom ID (ferronn_model.h)
+  bool all_local = false;         // set in init_style: folded, one rank, periodic box (no ghost nodes at all)
   std::string graph_mode = "auto";
   bool heap = true;    // keep large CPU allocations on glibc's heap (settings() says why)
   // Builds the graph of a model (energy or Born) in this run's mode.
@@ -51,7 +53,7 @@ class PairFerronn : public Pair {
 
  protected:
   ferronn::Graph graph;
-  std::vector<int> scratch, owner;
+  std::unordered_map<tagint, int> node_of_tag;
   int reported = 0;    // graph size logged for this run
   void allocate();
 };
