@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import ase
 import numpy as np
@@ -206,8 +207,15 @@ def test_hysteresis_sweep_units_resume_and_single_samples(tmp_path, capsys, monk
     args = _md_args(tmp_path, **{"hysteresis.amplitude": 0.3, "hysteresis.cycles": 1, "hysteresis.discard_cycles": 0,
                                  "hysteresis.sample_every": 2, "hysteresis.temperatures": "[300,100]",
                                  "hysteresis.periods_fs": "[40,20]", "hysteresis.shape": "cosine"})
+    seeds, resumed = {}, hysteresis.resumed_simulation
+    monkeypatch.setattr(hysteresis, "resumed_simulation",
+                        lambda md, *a: seeds.setdefault(a[-1], md.seed) is not None and resumed(md, *a))
     out, result = _run("hysteresis", tmp_path, capsys, *args)
     units = result["units"]
+    # Each unit has its own random stream, a function of the recipe's seed and the unit's name only.
+    assert len(set(seeds.values())) == 4 and hysteresis.unit_seed(0, "") == 0
+    assert {os.path.basename(f): v for f, v in seeds.items()} == {
+        n: hysteresis.unit_seed(0, n) for n in ("T300K_P40fs", "T300K_P20fs", "T100K_P40fs", "T100K_P20fs")}
     assert sorted((u["temperature_K"], u["period_fs"]) for u in units) == [(100, 20), (100, 40), (300, 20), (300, 40)]
     assert all((out / f"T{t:g}K_P{q:g}fs" / "restart.pt").exists() for t in (300, 100) for q in (40, 20))
     for u in units:

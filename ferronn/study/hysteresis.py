@@ -10,7 +10,8 @@ P_r is a difference across the loop. With a single sample there is no error bar 
 bar") and closure is undecided (null), not false.
 
 Sweeps: ``hysteresis.temperatures`` × ``hysteresis.periods_fs``, each pair one resumable unit (its own folder and
-ledger entries); E_c(T) is plotted beside allegro-pol's 1080-atom points and E_c(period) per temperature.
+ledger entries, and its own random stream: ``unit_seed``, so the points of E_c(T) are independent samples rather
+than one noise history seen at several temperatures); E_c(T) is plotted beside allegro-pol's 1080-atom points and E_c(period) per temperature.
 Outputs: hysteresis.csv (the loops), hysteresis_cycles.csv, hysteresis_summary.csv (one row per unit),
 hysteresis.png, coercive_field_T.png, coercive_field_period.png (fields in MV/cm), study.json.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import zlib
 
 import numpy as np
 
@@ -173,10 +175,17 @@ def run(config: StudyConfig) -> dict:
     return _report(config, ledger, units)
 
 
+def unit_seed(seed: int, name: str) -> int:
+    """The MD seed of the unit ``name``: ``seed`` itself for a single loop (name ''), else a function of the seed
+    and the unit's name only, so adding or reordering units changes no other unit's stream."""
+    return seed if not name else (seed + zlib.crc32(name.encode())) % 2 ** 63
+
+
 def _run_unit(config: StudyConfig, ledger: Ledger, models, atoms, temperature, period: float, name: str) -> dict:
     """The loop of one (temperature, period) unit, resumed where a kill left it; its cycles go to the ledger."""
     st, out, axis = config.hysteresis, config.out, AXES[config.hysteresis.axis]
     md = config.md if temperature is None else dataclasses.replace(config.md, temperatures=[temperature])
+    md = dataclasses.replace(md, seed=unit_seed(md.seed, name))
     prefix = f"{name}/" if name else ""
     e_max = st.amplitude
     if e_max == 0:  # the switching field depends on T, not on the period: one ramp per temperature
