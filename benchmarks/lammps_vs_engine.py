@@ -3,7 +3,9 @@
 Same models (checkpoints/batio3-allegro-pol, exported with ``python -m ferronn.export --lammps``), same start
 (the engine's 300 K Maxwell–Boltzmann state), NVE with a constant field along z, CPU, one dtype for both.
 Cells: the 135-atom BaTiO3 frame 0 repeated 2×2×2 (1080 atoms) and 4×4×4 (8640). Threads: the engine and
-1-rank LAMMPS get all ``--threads`` torch threads; 2 ranks get ``threads // 2`` each (the same cores).
+1-rank LAMMPS get ``--threads`` torch threads, 2 ranks ``max(1, threads // 2)`` each. The default, 1, is MPI
+strong scaling as LAMMPS measures it (one core per rank: 2 ranks use twice the cores of 1); ``--threads 2``
+compares on equal cores (1 rank × 2 threads against 2 ranks × 1 thread).
 Each timing is the median over ``--repeats`` runs of ``--steps`` steps after one warm-up step (LAMMPS:
 its "Loop time" of the timed run; engine: Simulation.wall_s). Peak RSS per run (the largest process) gives a
 linear per-atom memory estimate (``--no-engine --ranks 2``: LAMMPS alone, from frame 0 at rest, for cells the
@@ -75,12 +77,12 @@ def at_rest(supercell: int) -> dict:
             "velocities": np.zeros_like(atoms.positions)}
 
 
-def lammps_rate(start, models, steps, ranks, threads, folder):
+def lammps_rate(start, models, steps, ranks, threads, folder, pair_args=""):
     os.makedirs(folder, exist_ok=True)
     elements = L.write_data(os.path.join(folder, "data.lmp"), start["positions"], start["cell"], start["numbers"],
                             start["velocities"])
     script = L.input_script("data.lmp", models["energy"], elements, steps, born=models["born"],
-                            field=f"constant 0 0 {FIELD}", extra="run 1")  # the extra run is the warm-up
+                            field=f"constant 0 0 {FIELD}", extra="run 1", pair_args=pair_args)  # run 1: warm-up
     done = L.run_lammps(script, folder, ranks=ranks, threads=threads, timeout=3600, prefix=[sys.executable, "-c", PEAK])
     peak = re.findall(r"PEAK_RSS_KIB (\d+)", done.stderr)
     log = open(os.path.join(folder, "in.ferronn.log")).read()
@@ -95,10 +97,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the engine and of 1 rank")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--supercells", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="LAMMPS rank counts to run")
+    parser.add_argument("--pair-args", default="", help="after 'pair_style ferronn', e.g. 'heap no' or 'graph ghost'")
     parser.add_argument("--no-engine", action="store_true",
                         help="LAMMPS only, from frame 0 at rest (cells too large for the engine: peak RSS per rank)")
     args = parser.parse_args(argv)
@@ -110,7 +113,7 @@ def main(argv=None):
     models = {kind: export_lammps(os.path.join(CKPT, f"{kind}.ckpt"), os.path.join(folder, f"{kind}.lammps.pt"),
                                   dtype=args.dtype) for kind in ("energy", "born")}
     out = {"steps": args.steps, "repeats": args.repeats, "threads": args.threads, "dtype": args.dtype,
-           "device": "cpu", "field_V_per_A": FIELD}
+           "device": "cpu", "field_V_per_A": FIELD, "pair_args": args.pair_args}
     for supercell in args.supercells:
         rates = {"engine": []} if not args.no_engine else {}
         rates.update({f"lammps{ranks}": [] for ranks in args.ranks})
@@ -126,7 +129,7 @@ def main(argv=None):
             for ranks in args.ranks:
                 key = f"lammps{ranks}"
                 rate, peak = lammps_rate(start, models, args.steps, ranks, max(1, args.threads // ranks),
-                                         os.path.join(folder, f"{supercell}_{ranks}_{repeat}"))
+                                         os.path.join(folder, f"{supercell}_{ranks}_{repeat}"), args.pair_args)
                 rates[key].append(rate)
                 if peak:
                     rss[key].append(peak)
