@@ -265,6 +265,19 @@ def test_restart_in_the_middle_continues_the_run(models, tmp_path):
 
 
 @pytest.mark.slow
+def test_sorting_and_migration_every_step_keep_the_run(models, tmp_path):
+    """Z*(t-dt) and r(t-dt) live on the model's device between reneighbourings; LAMMPS reorders and migrates the
+    per-atom copies. Sorting atoms every step, reneighbouring every step and moving the rank boundary every step
+    (fix balance) must leave the run the engine's."""
+    require_shared(), require_plugin()
+    start, end = engine_run(1, STEPS, "sine")
+    extra = "atom_modify sort 1 1.0\nneigh_modify every 1 delay 0 check no\nfix bal all balance 1 1.0 shift z 5 1.0"
+    result, positions, log = lammps_run(str(tmp_path / "lmp"), start, models, STEPS, "sine", ranks=2, extra=extra)
+    assert_matches(result, positions, end, len(positions))
+    assert re.search(r"Neighbor list builds = %d\b" % STEPS, log), re.findall(r"Neighbor list builds.*", log)
+
+
+@pytest.mark.slow
 def test_a_rank_that_owns_no_atoms(models, tmp_path):
     require_shared(), require_plugin()
     start, end = engine_run(1, STEPS, "constant")

@@ -151,51 +151,97 @@ void FixFerronnField::post_force(int /*vflag*/)
   double **x = atom->x, **f = atom->f;
   imageint *image = atom->image;
   const int nlocal = atom->nlocal;
+  const auto on_device = torch::TensorOptions().dtype(torch::kFloat64).device(born.device);
 
-  // Z* before the sum rule for local atoms (the graph reaches ghosts only for the receptive field).
-  std::vector<double> z(9 * (size_t) nlocal);
+  // Z* before the sum rule for local atoms (the graph reaches ghosts only for the receptive field). It stays on
+  // the model's device: only its 9-number local sum, the field forces and the 3-number dipole step come back.
+  torch::Tensor z;
   double sum[9] = {0}, total[9];
   if (nlocal > 0) {
     pair->build(graph, born.r_max, born.num_interactions);    // the pair style's mode and neighbour list
     torch::Tensor positions, shifts;
     auto inputs = ferronn::graph_inputs(born, graph, x, atom->type, born_species, false, positions, shifts);
-    torch::Tensor raw;
     try {
       torch::NoGradGuard no_grad;
-      raw = born.module.forward(inputs).toTensor().narrow(0, 0, nlocal).to(torch::kCPU, torch::kFloat64);
+      z = born.module.forward(inputs).toTensor().narrow(0, 0, nlocal).to(torch::kFloat64).reshape({nlocal, 3, 3});
     } catch (const std::exception &e) {
       std::string what = e.what();
       error->one(FLERR, "fix ferronn/field: the Born model failed on {} atoms: {}", graph.atoms.size(),
                  what.substr(0, what.find('\n')));
     }
-    raw = raw.contiguous();
-    std::memcpy(z.data(), raw.data_ptr<double>(), z.size() * sizeof(double));
-    for (int i = 0; i < nlocal; i++)
-      for (int c = 0; c < 9; c++) sum[c] += z[9 * i + c];
+    auto local_sum = z.sum(0).reshape({9}).to(torch::kCPU).contiguous();
+    std::memcpy(sum, local_sum.data_ptr<double>(), sizeof(sum));
   }
   MPI_Allreduce(sum, total, 9, MPI_DOUBLE, MPI_SUM, world);
   const double natoms = (double) atom->natoms;
 
   double dm[3] = {0, 0, 0}, dm_all[3];
-  for (int i = 0; i < nlocal; i++) {
-    double *zi = &z[9 * i];
-    for (int c = 0; c < 9; c++) zi[c] -= total[c] / natoms;    // acoustic sum rule: sum_k Z*_k = 0
-    for (int b = 0; b < 3; b++)                                   // F_b += sum_a E_a Z*[a][b]
-      f[i][b] += field[0] * zi[b] + field[1] * zi[3 + b] + field[2] * zi[6 + b];
-    double r[3];
-    domain->unmap(x[i], image[i], r);
-    if (have_previous) {    // trapezoid with the Z* used in this step's and the last step's forces
-      const double dr[3] = {r[0] - xprev[i][0], r[1] - xprev[i][1], r[2] - xprev[i][2]};
-      for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++) dm[a] += 0.5 * (zprev[i][3 * a + b] + zi[3 * a + b]) * dr[b];
+  if (nlocal > 0) {
+    for (double &t : total) t /= natoms;
+    z = z - torch::from_blob(total, {1, 3, 3}, torch::kFloat64).to(on_device);    // sum_k Z*_k = 0
+    auto e = torch::from_blob(field, {3}, torch::kFloat64).to(on_device);
+    auto force = torch::einsum("a,iab->ib", {e, z}).to(torch::kCPU).contiguous();    // F_b = sum_a E_a Z*[a][b]
+    const double *fe = force.data_ptr<double>();
+    std::vector<double> unwrapped(3 * (size_t) nlocal);
+    for (int i = 0; i < nlocal; i++) {
+      for (int b = 0; b < 3; b++) f[i][b] += fe[3 * i + b];
+      domain->unmap(x[i], image[i], &unwrapped[3 * i]);
     }
-    for (int c = 0; c < 9; c++) zprev[i][c] = zi[c];
-    for (int c = 0; c < 3; c++) xprev[i][c] = r[c];
+    auto r = torch::from_blob(unwrapped.data(), {nlocal, 3}, torch::kFloat64).to(on_device, false, true);
+    if (have_previous) {    // trapezoid with the Z* used in this step's and the last step's forces
+      device_previous(nlocal);
+      auto step = torch::einsum("iab,ib->a", {0.5 * (zprev_dev + z), r - xprev_dev}).to(torch::kCPU).contiguous();
+      std::memcpy(dm, step.data_ptr<double>(), sizeof(dm));
+    }
+    zprev_dev = z;
+    xprev_dev = r;
+  } else {
+    zprev_dev = torch::Tensor();
+    xprev_dev = torch::Tensor();
   }
+  device_current = true;
+  host_current = false;
   MPI_Allreduce(dm, dm_all, 3, MPI_DOUBLE, MPI_SUM, world);
   if (have_previous)
     for (int a = 0; a < 3; a++) dipole[a] += dm_all[a];
   have_previous = 1;
+}
+
+/* ---- Z*(t-dt) and r(t-dt): on the model's device between reneighbourings, in the per-atom arrays for LAMMPS ----
+   The device tensors are the current copy after every force evaluation. LAMMPS touches the per-atom arrays only
+   when atoms migrate, are sorted or go to a restart file (every hook below); each hook first brings the arrays up
+   to date (one download per reneighbouring), and one that changes them marks the device copy stale, so the next
+   evaluation uploads them. */
+
+void FixFerronnField::sync_host()
+{
+  if (host_current) return;
+  host_current = true;
+  if (!zprev_dev.defined()) return;
+  auto z = zprev_dev.reshape({-1, 9}).to(torch::kCPU).contiguous();
+  auto r = xprev_dev.to(torch::kCPU).contiguous();
+  const int n = (int) z.size(0);
+  const double *zd = z.data_ptr<double>(), *rd = r.data_ptr<double>();
+  for (int i = 0; i < n; i++) {
+    std::memcpy(zprev[i], zd + 9 * i, 9 * sizeof(double));
+    std::memcpy(xprev[i], rd + 3 * i, 3 * sizeof(double));
+  }
+}
+
+void FixFerronnField::device_previous(int nlocal)
+{
+  if (device_current && zprev_dev.defined() && zprev_dev.size(0) == nlocal) return;
+  sync_host();    // (a no-op unless the device copy was current but of another size)
+  const auto on_device = torch::TensorOptions().dtype(torch::kFloat64).device(born.device);
+  auto z = torch::empty({nlocal, 3, 3}, torch::kFloat64), r = torch::empty({nlocal, 3}, torch::kFloat64);
+  double *zd = z.data_ptr<double>(), *rd = r.data_ptr<double>();
+  for (int i = 0; i < nlocal; i++) {
+    std::memcpy(zd + 9 * i, zprev[i], 9 * sizeof(double));
+    std::memcpy(rd + 3 * i, xprev[i], 3 * sizeof(double));
+  }
+  zprev_dev = z.to(on_device);
+  xprev_dev = r.to(on_device);
+  device_current = true;
 }
 
 double FixFerronnField::compute_scalar()
@@ -251,18 +297,22 @@ void FixFerronnField::restart(char *buf)
 
 void FixFerronnField::grow_arrays(int nmax)
 {
+  // memory->grow keeps the rows it had: no sync needed (the device copy, if current, stays current).
   memory->grow(zprev, nmax, 9, "ferronn/field:zprev");
   memory->grow(xprev, nmax, 3, "ferronn/field:xprev");
 }
 
 void FixFerronnField::copy_arrays(int i, int j, int /*delflag*/)
 {
+  sync_host();
+  device_current = false;
   for (int c = 0; c < 9; c++) zprev[j][c] = zprev[i][c];
   for (int c = 0; c < 3; c++) xprev[j][c] = xprev[i][c];
 }
 
 int FixFerronnField::pack_exchange(int i, double *buf)
 {
+  sync_host();
   for (int c = 0; c < 9; c++) buf[c] = zprev[i][c];
   for (int c = 0; c < 3; c++) buf[9 + c] = xprev[i][c];
   return PERATOM;
@@ -270,6 +320,8 @@ int FixFerronnField::pack_exchange(int i, double *buf)
 
 int FixFerronnField::unpack_exchange(int nlocal, double *buf)
 {
+  sync_host();
+  device_current = false;
   for (int c = 0; c < 9; c++) zprev[nlocal][c] = buf[c];
   for (int c = 0; c < 3; c++) xprev[nlocal][c] = buf[9 + c];
   return PERATOM;
@@ -277,6 +329,7 @@ int FixFerronnField::unpack_exchange(int nlocal, double *buf)
 
 int FixFerronnField::pack_restart(int i, double *buf)
 {
+  sync_host();
   buf[0] = PERATOM + 1;    // the count includes itself (LAMMPS' per-atom restart layout)
   for (int c = 0; c < 9; c++) buf[1 + c] = zprev[i][c];
   for (int c = 0; c < 3; c++) buf[10 + c] = xprev[i][c];
@@ -285,6 +338,8 @@ int FixFerronnField::pack_restart(int i, double *buf)
 
 void FixFerronnField::unpack_restart(int nlocal, int nth)
 {
+  sync_host();
+  device_current = false;
   double **extra = atom->extra;
   int m = 0;
   for (int i = 0; i < nth; i++) m += static_cast<int>(extra[nlocal][m]);    // skip earlier fixes' values

@@ -9,6 +9,9 @@
      F_k += Z*_k^T E(t)                      (Z*[a][b] = dF_b/dE_a, CONVENTIONS.md)
      M  += sum_k 1/2 (Z*_k(t-dt) + Z*_k(t)) (r_k(t) - r_k(t-dt))   (trapezoid, unwrapped r, as ferronn.md)
    Z*(t-dt) and r(t-dt) are per-atom arrays that migrate with atoms and go into restart files; M is global.
+   Z* stays on the model's device: a step brings back its 9-number local sum (for the sum rule's MPI_Allreduce),
+   the field forces and the 3-number dipole step; Z*(t-dt) and r(t-dt) are downloaded into the per-atom arrays
+   only when LAMMPS migrates, sorts or writes atoms (once per reneighbouring), and uploaded after.
    The field adds no virial (the clamped-ion field stress is neglected, as in ferronn.md).
    Outputs: f_ID = -M.E (eV; with fix_modify energy yes, pe = U0 - M.E), f_ID[1..3] M (e*Angstrom),
    f_ID[4..6] P = M/V (uC/cm^2), f_ID[7..9] E (V/Angstrom), f_ID[10] H = K + U0 - M.E (eV). */
@@ -60,8 +63,11 @@ class FixFerronnField : public Fix {
   double field[3] = {0, 0, 0};     // E at the last force evaluation, V/Angstrom
   double dipole[3] = {0, 0, 0};    // M, e*Angstrom
   int have_previous = 0;           // 0 until the first force evaluation has filled zprev/xprev
-  double **zprev = nullptr;        // (nmax, 9) Z* of the last evaluation, row-major [a][b]
-  double **xprev = nullptr;        // (nmax, 3) unwrapped positions at the last evaluation
+  double **zprev = nullptr;        // (nmax, 9) Z* of the last evaluation, row-major [a][b] (when host_current)
+  double **xprev = nullptr;        // (nmax, 3) unwrapped positions at the last evaluation (when host_current)
+  torch::Tensor zprev_dev, xprev_dev;    // the same (nlocal,3,3) and (nlocal,3), float64, on the model's device
+  bool host_current = true;        // zprev/xprev hold the latest values
+  bool device_current = false;     // zprev_dev/xprev_dev do
   class PairFerronn *pair = nullptr;
   std::vector<int64_t> born_species;    // Born-model species of each LAMMPS type
   ferronn::Graph graph;
@@ -70,6 +76,8 @@ class FixFerronnField : public Fix {
 
   void evaluate_field();
   void fill_vector();
+  void sync_host();                // device -> per-atom arrays, if they are behind
+  void device_previous(int nlocal);    // per-atom arrays -> device, if it is behind
 };
 
 }    // namespace LAMMPS_NS
