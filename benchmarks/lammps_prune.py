@@ -37,6 +37,30 @@ CKPT = os.path.join(ROOT, "checkpoints", "batio3-allegro-pol")
 SKIN = 1.0  # Å, ferronn.lammps.input_script's "neighbor 1.0 bin"
 
 
+def hop_graph(senders, receivers, local, num: int, layers: int):
+    """Breadth-first search from the ``local`` nodes over the edges, as build_graph: (nodes in hop order, the mask
+    of edges into nodes of hop <= layers-1, those edges renumbered into the node order)."""
+    by_receiver = np.argsort(receivers, kind="stable")
+    start = np.searchsorted(receivers[by_receiver], np.arange(num + 1))
+    hop = np.full(num, -1)
+    hop[local] = 0
+    nodes, frontier = list(local), np.asarray(local)
+    for h in range(1, layers + 1):  # hop h in order of discovery
+        found = []
+        for i in frontier:
+            for j in senders[by_receiver[start[i]:start[i + 1]]]:
+                if hop[j] < 0:
+                    hop[j] = h
+                    found.append(j)
+        nodes += found
+        frontier = np.array(found, dtype=np.int64)
+    nodes = np.array(nodes)
+    index = np.full(num, -1)
+    index[nodes] = np.arange(len(nodes))
+    into = (hop[receivers] >= 0) & (hop[receivers] <= layers - 1)
+    return nodes, into, torch.as_tensor(np.stack([index[senders[into]], index[receivers[into]]]))
+
+
 def folded_rank_graph(atoms, r_max: float, layers: int):
     """(positions, species numbers, edge_index, shifts, nlocal) of rank 0's folded graph (``graph auto``): one
     node per atom, the local atoms (lower half) first, then the atoms of the other half within ``layers`` hops in
@@ -52,24 +76,7 @@ def folded_rank_graph(atoms, r_max: float, layers: int):
     axis = int(np.argmax(lengths))
     local = positions[:, axis] < lengths[axis] / 2
     nlocal = int(local.sum())
-    by_receiver = np.argsort(receivers, kind="stable")
-    start = np.searchsorted(receivers[by_receiver], np.arange(len(positions) + 1))
-    hop = np.where(local, 0, -1)
-    nodes, frontier = list(np.nonzero(local)[0]), np.nonzero(local)[0]
-    for h in range(1, layers + 1):
-        found = []
-        for i in frontier:
-            for j in senders[by_receiver[start[i]:start[i + 1]]]:
-                if hop[j] < 0:
-                    hop[j] = h
-                    found.append(j)
-        nodes += found
-        frontier = np.array(found, dtype=np.int64)
-    nodes = np.array(nodes)
-    index = np.full(len(positions), -1)
-    index[nodes] = np.arange(len(nodes))
-    into = (hop[receivers] >= 0) & (hop[receivers] <= layers - 1)
-    edge_index = torch.as_tensor(np.stack([index[senders[into]], index[receivers[into]]]))
+    nodes, into, edge_index = hop_graph(senders, receivers, np.nonzero(local)[0], len(positions), layers)
     shifts = unit_shifts[into].to(torch.float64) @ cell
     return torch.as_tensor(positions[nodes]), atoms.numbers[nodes], edge_index, shifts, nlocal
 
@@ -98,26 +105,7 @@ def rank_graph(atoms, r_max: float, layers: int, folded: bool = False):
     images, numbers, nlocal = images[order], numbers[order], int(local.sum())
     edges, _ = neighbour_list(torch.as_tensor(images), torch.zeros(3, 3, dtype=torch.float64), [False] * 3, r_max)
     senders, receivers = edges[0].numpy(), edges[1].numpy()
-    by_receiver = np.argsort(receivers, kind="stable")
-    start = np.searchsorted(receivers[by_receiver], np.arange(len(images) + 1))
-    hop = np.full(len(images), -1)
-    hop[:nlocal] = 0
-    nodes, frontier = list(range(nlocal)), np.arange(nlocal)
-    for h in range(1, layers + 1):  # breadth-first, as build_graph: hop h in order of discovery
-        found = []
-        for i in frontier:
-            for j in senders[by_receiver[start[i]:start[i + 1]]]:
-                if hop[j] < 0:
-                    hop[j] = h
-                    found.append(j)
-        nodes += found
-        frontier = np.array(found, dtype=np.int64)
-    nodes = np.array(nodes)
-    index = np.full(len(images), -1)
-    index[nodes] = np.arange(len(nodes))
-    into = hop[receivers] >= 0
-    into &= hop[receivers] <= layers - 1
-    edge_index = torch.as_tensor(np.stack([index[senders[into]], index[receivers[into]]]))
+    nodes, _, edge_index = hop_graph(senders, receivers, np.arange(nlocal), len(images), layers)
     return (torch.as_tensor(images[nodes]), numbers[nodes], edge_index,
             torch.zeros(edge_index.shape[1], 3, dtype=torch.float64), nlocal)
 
