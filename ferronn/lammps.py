@@ -116,7 +116,8 @@ def input_script(data: str, energy: str, elements: Sequence[str], steps: int, bo
     ``pair_style ferronn`` (e.g. ``graph ghost``)."""
     start = f"read_restart {restart_in}" if restart_in else f"read_data {data}"
     lines = [f"plugin load {plugin or plugin_path()}", "units metal", "atom_style atomic", "atom_modify map array",
-             "boundary p p p", pre, start, f"pair_style ferronn {pair_args}".rstrip(), f"pair_coeff * * {energy} {' '.join(elements)}",
+             "boundary p p p", pre, start, f"pair_style ferronn {pair_args}".rstrip(),
+             f"pair_coeff * * {energy} {' '.join(elements)}",
              "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {dt_fs / 1000.0!r}",
              "fix nve all nve"]
     result = "variable u equal pe\nvariable k equal ke\n"

@@ -208,8 +208,12 @@ def test_hysteresis_sweep_units_resume_and_single_samples(tmp_path, capsys, monk
                                  "hysteresis.sample_every": 2, "hysteresis.temperatures": "[300,100]",
                                  "hysteresis.periods_fs": "[40,20]", "hysteresis.shape": "cosine"})
     seeds, resumed = {}, hysteresis.resumed_simulation
-    monkeypatch.setattr(hysteresis, "resumed_simulation",
-                        lambda md, *a: seeds.setdefault(a[-1], md.seed) is not None and resumed(md, *a))
+
+    def seeded(md, models, atoms, folder):  # records each unit's seed, then runs it as before
+        seeds.setdefault(folder, md.seed)
+        return resumed(md, models, atoms, folder)
+
+    monkeypatch.setattr(hysteresis, "resumed_simulation", seeded)
     out, result = _run("hysteresis", tmp_path, capsys, *args)
     units = result["units"]
     # Each unit has its own random stream, a function of the recipe's seed and the unit's name only.

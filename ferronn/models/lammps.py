@@ -18,9 +18,10 @@ Nodes 0..nlocal-1 are the rank's local atoms, the rest ghosts: only the local at
 each layer only where they need it (receiver pruning, ``models.receivers``). The plugin makes one node per atom
 ID and folds other ghost images onto it as Cartesian shifts: on one rank of a periodic box the nodes are the
 local atoms only (nlocal = N, no ghost shell to evaluate); on several ranks the atoms other ranks own within the
-receptive field follow them (``pair_style ferronn graph ghost``: one node per image, every shift zero). Metadata travels as an extra file ``ferronn_lammps.txt`` inside the archive, one ``key value...``
-per line (kind, format, atomic_numbers, r_max, num_interactions, dtype, units, ferronn_version): the C++ side
-parses it without a JSON library.
+receptive field follow them (``pair_style ferronn graph ghost``: one node per image, every shift zero).
+Metadata travels as an extra file ``ferronn_lammps.txt`` inside the archive, one ``key value...`` per line
+(kind, format, atomic_numbers, r_max, num_interactions, dtype, units, ferronn_version): the C++ side parses it
+without a JSON library.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ bar") and closure is undecided (null), not false.
 
 Sweeps: ``hysteresis.temperatures`` × ``hysteresis.periods_fs``, each pair one resumable unit (its own folder and
 ledger entries, and its own random stream: ``unit_seed``, so the points of E_c(T) are independent samples rather
-than one noise history seen at several temperatures); E_c(T) is plotted beside allegro-pol's 1080-atom points and E_c(period) per temperature.
+than one noise history seen at several temperatures); E_c(T) is plotted beside allegro-pol's 1080-atom points
+and E_c(period) per temperature.
 Outputs: hysteresis.csv (the loops), hysteresis_cycles.csv, hysteresis_summary.csv (one row per unit),
 hysteresis.png, coercive_field_T.png, coercive_field_period.png (fields in MV/cm), study.json.
 """

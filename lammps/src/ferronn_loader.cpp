@@ -25,9 +25,9 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   Dl_info self;
   std::string dir = ".";
   if (dladdr((void *) &lammpsplugin_init, &self) && self.dli_fname) {
-    dir = self.dli_fname;
-    dir = dir.substr(0, dir.find_last_of('/') == std::string::npos ? 0 : dir.find_last_of('/'));
-    if (dir.empty()) dir = ".";
+    const std::string file = self.dli_fname;
+    const auto slash = file.find_last_of('/');
+    if (slash != std::string::npos) dir = file.substr(0, slash);
   }
   const std::string path = dir + "/libferronn_lammps.so";
   void *impl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);

@@ -151,7 +151,7 @@ void FixFerronnField::post_force(int /*vflag*/)
   double **x = atom->x, **f = atom->f;
   imageint *image = atom->image;
   const int nlocal = atom->nlocal;
-  const auto on_device = torch::TensorOptions().dtype(torch::kFloat64).device(born.device);
+  const auto on_device = device_float64();
 
   // Z* before the sum rule for local atoms (the graph reaches ghosts only for the receptive field). It stays on
   // the model's device: only its 9-number local sum, the field forces and the 3-number dipole step come back.
@@ -213,6 +213,11 @@ void FixFerronnField::post_force(int /*vflag*/)
    to date (one download per reneighbouring), and one that changes them marks the device copy stale, so the next
    evaluation uploads them. */
 
+torch::TensorOptions FixFerronnField::device_float64() const
+{
+  return torch::TensorOptions().dtype(torch::kFloat64).device(born.device);
+}
+
 void FixFerronnField::sync_host()
 {
   if (host_current) return;
@@ -231,8 +236,10 @@ void FixFerronnField::sync_host()
 void FixFerronnField::device_previous(int nlocal)
 {
   if (device_current && zprev_dev.defined() && zprev_dev.size(0) == nlocal) return;
-  sync_host();    // (a no-op unless the device copy was current but of another size)
-  const auto on_device = torch::TensorOptions().dtype(torch::kFloat64).device(born.device);
+  // Stale after a hook (which synced the host first), or atoms added without one (create_atoms): either way
+  // the per-atom arrays are brought up to date, then uploaded.
+  sync_host();
+  const auto on_device = device_float64();
   auto z = torch::empty({nlocal, 3, 3}, torch::kFloat64), r = torch::empty({nlocal, 3}, torch::kFloat64);
   double *zd = z.data_ptr<double>(), *rd = r.data_ptr<double>();
   for (int i = 0; i < nlocal; i++) {

@@ -78,6 +78,7 @@ class FixFerronnField : public Fix {
   void fill_vector();
   void sync_host();                // device -> per-atom arrays, if they are behind
   void device_previous(int nlocal);    // per-atom arrays -> device, if it is behind
+  torch::TensorOptions device_float64() const;    // float64 on the Born model's device
 };
 
 }    // namespace LAMMPS_NS
