@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -172,3 +173,37 @@ def test_ddp_with_two_cpu_processes_reproduces_the_single_process_run(trained, t
     for key in ("energy_mae", "forces_rmse", "stress_mae", "born_mae", "born_Ti_mae"):
         assert b["test"][key] == pytest.approx(a["test"][key], rel=0.02), key
     assert (out / "energy.ckpt").exists() and (out / "born.ckpt").exists()
+
+
+def test_cosine_with_a_time_bound_anneals_over_the_wall_clock():
+    """With train.max_minutes the cosine follows the training time (Lightning's Timer, which --resume restores),
+    so a fit stopped by the clock ends at the floor rate instead of at a high one (epochs set far too many)."""
+    import types
+
+    from lightning.pytorch.callbacks import Timer
+
+    from ferronn.train.config import TrainConfig
+    from ferronn.train.module import FitTask
+
+    cfg = TrainConfig(scheduler="cosine", max_minutes=10.0, epochs=1000, lr=0.01, born_lr=0.02, min_lr=1e-4)
+    task = FitTask(None, torch.nn.Linear(2, 2), cfg, {})
+    timer = Timer(duration={"minutes": 10})
+    fake = types.SimpleNamespace(current_epoch=0, callbacks=[timer],
+                                 strategy=types.SimpleNamespace(broadcast=lambda x, src=0: x))
+    object.__setattr__(task, "_trainer", fake)
+    optimizers = task.configure_optimizers()
+    optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    rates = [optimizer.param_groups[0]["lr"]]
+    for seconds, epoch in ((150.0, 1), (300.0, 2), (450.0, 3), (900.0, 4)):
+        timer.load_state_dict({"time_elapsed": {"train": seconds}})
+        fake.current_epoch = epoch
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    expected = [0.02 * 0.5 * (1 + math.cos(math.pi * f)) for f in (0.0, 0.25, 0.5, 0.75)] + [1e-4]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    # Without a time bound the epoch count sets the pace: 500 of 1000 epochs is half way.
+    fake.current_epoch = 500
+    timer.load_state_dict({"time_elapsed": {"train": 0.0}})
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)

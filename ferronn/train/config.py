@@ -52,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 5e-7
     optimizer: str = "adam"  # adam (amsgrad) | adamw
     amsgrad: bool = True
-    scheduler: str = "plateau"  # plateau | cosine | none
+    scheduler: str = "plateau"  # plateau | cosine (over epochs, or max_minutes of training time when set) | none
     lr_factor: float = 0.8  # plateau: multiply lr by this ...
     patience: int = 50  # ... after this many epochs without val improvement
     min_lr: float = 1e-6

@@ -3,10 +3,12 @@ stress and Z* components."""
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from ase.data import chemical_symbols
-from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.callbacks import Timer, WeightAveraging
 
 from .. import keys as K
 from ..models import predict
@@ -22,6 +24,16 @@ def ema_with_warmup(decay: float):
         return averaged * d + current * (1.0 - d)
 
     return update
+
+
+def cosine_factor(fraction, floor: float):
+    """A LambdaLR factor: ½(1 + cos πf) of the initial rate, never below ``floor``, where f = ``fraction()`` is the
+    share of the fit done (the lambda's own epoch count is ignored)."""
+
+    def factor(_epoch: int) -> float:
+        return max(floor, 0.5 * (1.0 + math.cos(math.pi * fraction())))
+
+    return factor
 
 
 class EMA(WeightAveraging):
@@ -54,6 +66,17 @@ class FitTask(L.LightningModule):
         # Plain dicts only: Lightning checkpoints must load with weights_only=True.
         self.save_hyperparameters({"recipe": recipe})
         self._val_metrics = None
+
+    def fit_fraction(self) -> float:
+        """How much of the fit is done, in [0, 1]: the larger of epochs done ÷ train.epochs and training time ÷
+        train.max_minutes (Lightning's Timer, which a --resume restores). Rank 0's value on every DDP process, so
+        all of them step with one learning rate."""
+        cfg, trainer = self.cfg, self.trainer
+        fraction = trainer.current_epoch / max(cfg.epochs, 1)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None and cfg.max_minutes:
+            fraction = max(fraction, timer.time_elapsed("train") / (60.0 * cfg.max_minutes))
+        return float(trainer.strategy.broadcast(min(fraction, 1.0), src=0))
 
     @property
     def models(self) -> dict:
@@ -127,6 +150,12 @@ class FitTask(L.LightningModule):
         optimizer = optimizer_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
         if cfg.scheduler == "none":
             return optimizer
+        if cfg.scheduler == "cosine" and cfg.max_minutes is not None:
+            # Anneal over whichever bound ends the fit first, so a wall-clock-bounded recipe reaches the small
+            # rates on any machine instead of being cut off at a high one.
+            factors = [cosine_factor(self.fit_fraction, cfg.min_lr / g["lr"]) for g in groups]
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         if cfg.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1),
                                                                    eta_min=cfg.min_lr)
