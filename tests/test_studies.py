@@ -83,6 +83,25 @@ def test_cycle_analysis_recovers_remanence_and_coercive_field():
     assert out["P_top_rising"] == pytest.approx(out["P_top_falling"], abs=0.05)
 
 
+def test_a_noisy_down_switch_is_not_read_as_an_up_switch():
+    """One sine cycle from a poled start (allegro-pol's protocol, one cycle): the cell switches down at −E_c and
+    would switch back up only in the next cycle. Thermal noise at the jump makes ΔP recross the loop's centre
+    upwards on the falling branch; that crossing is not an up-switch (it made E_c ≈ 0 before), so the cycle has
+    a down-switch only, at −E_c."""
+    e_max, ec, ps = 0.3636, 0.11, 55.0
+    t = np.linspace(0, 1, 5001)[1:]
+    e = e_max * np.sin(2 * np.pi * t)
+    falling = np.gradient(e) < 0
+    switched = np.maximum.accumulate(falling & (e <= -ec))
+    p = np.where(switched, -2 * ps, 0.0) + 40.0 * e
+    jump = int(np.argmax(switched))
+    p[jump:jump + 6] = [-60.0, -45.0, -70.0, -48.0, -90.0, -100.0]  # down through the centre, up, down again
+    out = hysteresis.analyse_cycle(e, p, e_max)
+    assert np.isnan(out["E_c_plus"]) and not out["switched"]
+    assert out["E_c_minus"] == pytest.approx(-ec, abs=2e-3)
+    assert (out["P_r_plus"] - out["P_r_minus"]) / 2 == pytest.approx(ps, abs=0.1)
+
+
 def test_ramp_switch_detection_ignores_linear_response():
     e = np.linspace(0, 0.1, 200)
     linear = 30.0 - 400.0 * e  # a big dielectric response, no switching

@@ -114,11 +114,14 @@ def switching_field(e: np.ndarray, excess: np.ndarray, switch_drop: float) -> fl
     return float(e[k - 1] + w * (e[k] - e[k - 1]))
 
 
-def _crossings(x, y, rising: bool):
-    """Values of y where x crosses 0 upwards (rising) or downwards, linearly interpolated."""
+def _crossings(x, y, rising: bool, where=None):
+    """Values of y where x crosses 0 upwards (rising) or downwards, linearly interpolated; with ``where`` (a mask
+    per sample), only crossings that start at a sample where it holds."""
     out = []
     for k in range(len(x) - 1):
         a, b = x[k], x[k + 1]
+        if where is not None and not where[k]:
+            continue
         if (rising and a < 0 <= b) or (not rising and a > 0 >= b):
             w = a / (a - b)
             out.append(y[k] + w * (y[k + 1] - y[k]))
@@ -137,7 +140,11 @@ def analyse_cycle(e: np.ndarray, p: np.ndarray, e_max: float) -> dict:
         tips[f"P_{name}_falling"] = float(p[near & (de < 0)].mean()) if (near & (de < 0)).any() else float("nan")
     centre = np.nanmean(list(tips.values())) if np.isfinite(list(tips.values())).any() else 0.5 * (p.max() + p.min())
     pr_down, pr_up = _crossings(e, p, rising=False), _crossings(e, p, rising=True)
-    ec_up, ec_down = _crossings(p - centre, e, rising=True), _crossings(p - centre, e, rising=False)
+    # An up-switch happens while the field rises and a down-switch while it falls: at 300 K thermal noise makes P
+    # recross the centre in the middle of a down-switch, and that upward crossing (at E < 0, on the falling
+    # branch) is not an up-switch.
+    ec_up = _crossings(p - centre, e, rising=True, where=de > 0)
+    ec_down = _crossings(p - centre, e, rising=False, where=de < 0)
     first = lambda v: float(v[0]) if v else float("nan")  # noqa: E731
     return {"P_r_plus": first(pr_down), "P_r_minus": first(pr_up), "E_c_plus": first(ec_up),
             "E_c_minus": first(ec_down), "switched": bool(ec_up and ec_down),
