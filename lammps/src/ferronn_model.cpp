@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace ferronn {
@@ -110,13 +111,13 @@ std::string map_types(const Model &model, const std::vector<std::string> &elemen
 }
 
 void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal, double r_max,
-                 int layers, bool fold, Graph &g, std::unordered_map<LAMMPS_NS::tagint, int> &node_of_tag)
+                 int layers, bool fold, Graph &g, NodeMap &node_of)
 {
   // Breadth-first search in hops of r_max from the local atoms. Folded: one node per atom ID, at the image the
   // search reached first (the fewest hops, so its neighbour list is complete where it is needed); every other
   // image of that atom is the same node seen through a shift. Unfolded: one node per image.
   const double cutsq = r_max * r_max;
-  node_of_tag.clear();
+  node_of.clear();
   std::vector<int> &hop = g.hop;
   g.atoms.clear();
   hop.clear();
@@ -125,10 +126,10 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint
     double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
     return dx * dx + dy * dy + dz * dz < cutsq;
   };
-  // A key per image when unfolded: atom IDs of local atoms and ghosts are >= 1, so -(index+1) never collides.
-  auto key = [&](int j) { return fold ? tag[j] : (LAMMPS_NS::tagint) -(j + 1); };
+  // Folded: the atom ID; unfolded: the image's own LAMMPS index.
+  auto key = [&](int j) { return fold ? (int64_t) tag[j] : (int64_t) j; };
   for (int i = 0; i < nlocal; i++) {
-    node_of_tag[key(i)] = i;
+    node_of.insert(key(i), i);
     g.atoms.push_back(i);
     hop.push_back(0);
   }
@@ -140,7 +141,7 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint
       const int *jlist = list->firstneigh[i];
       for (int jj = 0; jj < list->numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
-        if (within(i, j) && node_of_tag.emplace(key(j), (int) g.atoms.size()).second) {
+        if (within(i, j) && node_of.insert(key(j), (int) g.atoms.size())) {
           g.atoms.push_back(j);
           hop.push_back(h);
         }
@@ -159,7 +160,8 @@ void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       int j = jlist[jj] & NEIGHMASK;
       if (!within(i, j)) continue;
-      int o = node_of_tag.at(key(j));
+      int o = node_of.at(key(j));
+      if (o < 0) throw std::logic_error("ferronn: graph search missed a neighbour of a receiver (a bug)");
       int xo = g.atoms[o];
       senders.push_back(o);
       receivers.push_back((int64_t) k);

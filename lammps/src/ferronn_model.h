@@ -17,6 +17,7 @@
 #include <torch/script.h>
 
 #include <string>
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -67,9 +68,36 @@ struct Graph {
   int64_t num_edges() const { return (int64_t) edge_index.size() / 2; }
 };
 
+/* Node of each key (an atom ID when folded, a LAMMPS index when not): a dense array, as `atom_modify map array`
+   is, since both keys are small non-negative integers. Lookups are two loads instead of a hash; clear() resets
+   only the entries the last build set, so a step costs O(nodes), not O(largest atom ID). */
+class NodeMap {
+ public:
+  // Inserts key -> node if the key has none; true if it was inserted.
+  bool insert(int64_t key, int node)
+  {
+    if (key >= (int64_t) slot.size()) slot.resize(std::max<size_t>(2 * slot.size(), key + 1), -1);
+    if (slot[key] >= 0) return false;
+    slot[key] = node;
+    used.push_back(key);
+    return true;
+  }
+  // The node of a key that has one (-1 if none).
+  int at(int64_t key) const { return key < (int64_t) slot.size() ? slot[key] : -1; }
+  void clear()
+  {
+    for (int64_t k : used) slot[k] = -1;
+    used.clear();
+  }
+
+ private:
+  std::vector<int> slot;
+  std::vector<int64_t> used;
+};
+
 // Builds `g` from a full neighbour list that includes ghost atoms' neighbours (REQ_FULL | REQ_GHOST).
 void build_graph(LAMMPS_NS::NeighList *list, double **x, const LAMMPS_NS::tagint *tag, int nlocal, double r_max,
-                 int layers, bool fold, Graph &g, std::unordered_map<LAMMPS_NS::tagint, int> &node_of_tag);
+                 int layers, bool fold, Graph &g, NodeMap &node_of);
 
 // Model inputs of a graph: positions and shifts (in the model's dtype, requires_grad if asked), species, edges,
 // and (format >= 2) the number of local nodes.

@@ -120,7 +120,7 @@ double PairFerronn::init_one(int i, int j)
 
 void PairFerronn::build(ferronn::Graph &g, double r_max, int layers)
 {
-  ferronn::build_graph(list, atom->x, atom->tag, atom->nlocal, r_max, layers, fold, g, node_of_tag);
+  ferronn::build_graph(list, atom->x, atom->tag, atom->nlocal, r_max, layers, fold, g, node_of);
 }
 
 // The library whose dgemm_ this library's scope binds to: libtorch_cpu's own under the loader's RTLD_DEEPBIND,

@@ -53,7 +53,7 @@ class PairFerronn : public Pair {
 
  protected:
   ferronn::Graph graph;
-  std::unordered_map<tagint, int> node_of_tag;
+  ferronn::NodeMap node_of;
   int reported = 0;    // graph size logged for this run
   void allocate();
 };
