@@ -16,9 +16,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/script.h>
 
-#include <string>
 #include <algorithm>
-#include <unordered_map>
+#include <string>
 #include <vector>
 
 #include "lmptype.h"
