@@ -192,6 +192,28 @@ exec {shutil.which("pw.x")} "$@"
     assert "MPI_ERR_TRUNCATE: message truncated" in summary["failed"][0]["reason"]
 
 
+def test_mpi_library_rerun_drops_the_pools(tmp_path, monkeypatch):
+    """The rerun after an MPI-library abort uses one k-point pool: the abort (MPI_ERR_TRUNCATE in a pool
+    communicator's Allreduce) came twice in a row with the same pools on one CI host."""
+    from ferronn.label import espresso
+
+    calls = []
+
+    def fake_run(args, stdout, stderr, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            stderr.write("[vm:1] *** MPI_ERR_TRUNCATE: message truncated\n")
+            return subprocess.CompletedProcess(args, 15)
+        stdout.write("JOB DONE.\n")
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(espresso.subprocess, "run", fake_run)
+    qe = QEConfig(mpi_ranks=2, pools=2, mpirun="mpirun")
+    espresso.run_program(qe, "ph.x", "ph.in", "ph.out", str(tmp_path))
+    nk = [call[call.index("-nk") + 1] for call in calls]
+    assert nk == ["2", "1"] and all("-np" in call for call in calls)
+
+
 def test_resume_skips_finished_frames_and_appends_whole_frames(tmp_path):
     calls = []
 

@@ -10,6 +10,7 @@ finite k-grid: they are kept as ``born_charge_raw`` and ``born_charge`` has the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -73,15 +74,17 @@ def run_program(qe: QEConfig, program: str, input_name: str, output_name: str, w
 
     QEFailure (with the tail of the output) on a non-zero exit, a timeout or an output without 'JOB DONE'. A run
     killed by an error of the MPI library itself (``MPI_ERR_*``, ``ORTE_ERROR_LOG`` or ``PMIX_ERROR`` on stderr, no
-    QE error message) is rerun once: seen twice here, in ph.x runs on a loaded host (MPI_ERR_TRUNCATE in an
-    Allreduce; "ORTE_ERROR_LOG: Data unpack would read past end of buffer" after the field calculation ended).
+    QE error message) is rerun once, with one k-point pool (``-nk 1``): seen here in ph.x runs (MPI_ERR_TRUNCATE
+    in an Allreduce on a pool communicator, twice in a row on one idle CI host; "ORTE_ERROR_LOG: Data unpack would
+    read past end of buffer" after the field calculation ended), and the same run with the same pools can fail again.
     """
     start = time.perf_counter()
     output = os.path.join(workdir, output_name)
-    for _ in range(2):  # the second pass only after an MPI-library abort
+    for attempt in range(2):  # the second pass only after an MPI-library abort, without pools
+        run_qe = qe if attempt == 0 else dataclasses.replace(qe, pools=1)
         with open(output, "w") as stdout, open(output + ".err", "w") as stderr:
             try:
-                proc = subprocess.run(_command(qe, program) + ["-in", input_name], cwd=workdir, stdout=stdout,
+                proc = subprocess.run(_command(run_qe, program) + ["-in", input_name], cwd=workdir, stdout=stdout,
                                       stderr=stderr, env=_environment(), timeout=qe.timeout_s)
             except subprocess.TimeoutExpired:
                 raise QEFailure(f"{program}: no result after {qe.timeout_s:.0f} s (qe.timeout_s)") from None
