@@ -20,7 +20,7 @@ from helpers import ROOT
 from ferronn.data.datamodule import default_data_path
 from ferronn.errors import ConfigError
 from ferronn.label.config import LabelConfig, QEConfig
-from ferronn.label.espresso import QEFailure, label_atoms, parse_ph_output
+from ferronn.label.espresso import QEFailure, label_atoms, parse_ph_output, run_program
 from ferronn.label.store import failures_path, label_frames, read_labelled
 
 PSEUDOS = ROOT.parent / "shared" / "pseudos"
@@ -195,8 +195,6 @@ exec {shutil.which("pw.x")} "$@"
 def test_mpi_library_rerun_drops_the_pools(tmp_path, monkeypatch):
     """The rerun after an MPI-library abort uses one k-point pool: the abort (MPI_ERR_TRUNCATE in a pool
     communicator's Allreduce) came twice in a row with the same pools on one CI host."""
-    from ferronn.label import espresso
-
     calls = []
 
     def fake_run(args, stdout, stderr, **kwargs):
@@ -207,9 +205,9 @@ def test_mpi_library_rerun_drops_the_pools(tmp_path, monkeypatch):
         stdout.write("JOB DONE.\n")
         return subprocess.CompletedProcess(args, 0)
 
-    monkeypatch.setattr(espresso.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     qe = QEConfig(mpi_ranks=2, pools=2, mpirun="mpirun")
-    espresso.run_program(qe, "ph.x", "ph.in", "ph.out", str(tmp_path))
+    run_program(qe, "ph.x", "ph.in", "ph.out", str(tmp_path))
     nk = [call[call.index("-nk") + 1] for call in calls]
     assert nk == ["2", "1"] and all("-np" in call for call in calls)
 
